@@ -1,0 +1,217 @@
+"""The FastAPI application factory. Nothing happens at import time."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub.errors import HubError
+from hub.runtime import Runtime, build_runtime
+from hub.settings import Settings, SettingsError
+
+log = structlog.get_logger("hub.http")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "payload_too_large",
+    415: "unsupported_media_type", 422: "invalid", 429: "rate_limited",
+}
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (the caller's ``X-Request-ID`` when sane), echoes
+    it, binds it to the logs, and writes one access line per request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _REQUEST_ID.match(candidate):
+                    request_id = candidate
+                break
+        request_id = request_id or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            # successful requests are the bulk (webhooks at thousands a second): DEBUG;
+            # errors and slow answers always reach the log
+            level = "info" if status >= 400 or duration_ms > 1000 else "debug"
+            getattr(log, level)("request", method=scope["method"], path=scope["path"], status=status,
+                                duration_ms=duration_ms)
+            structlog.contextvars.clear_contextvars()
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+           details: Any = None) -> JSONResponse:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return JSONResponse(status_code=status, content={"error": error}, headers=headers)
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for err in errors[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header"))
+        parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every 4xx/5xx leaves as ``{"error": {"code", "message"}}``."""
+
+    @app.exception_handler(HubError)
+    async def _hub_error(_request: Request, exc: HubError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content=exc.body(), headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()
+        ]
+        return _error(422, "validation_error", _validation_message(errors), details=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error" if exc.status_code < 500 else "server_error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return _error(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", path=request.url.path)
+        return _error(500, "internal_error", "internal error; quote the request id to support",
+                      headers={"X-Request-ID": request.scope.get("state", {}).get("request_id", "")})
+
+
+def start_services(runtime: Runtime) -> list[Any]:
+    """What runs beside the API in this process: the sandbox providers (sandbox mode
+    without HUB_SANDBOX_URL), the embedded worker (no Redis), the relay."""
+    started: list[Any] = []
+    settings = runtime.settings
+    if settings.use_sandbox and not runtime.sandbox_url:
+        from connectors.sandbox.app import create_sandbox_app
+        from connectors.sandbox.server import ThreadedServer
+
+        sandbox = ThreadedServer(create_sandbox_app(hub_url=settings.effective_public_url)).start()
+        runtime.sandbox_url = sandbox.url
+        started.append(sandbox)
+        log.info("sandbox providers started", url=sandbox.url)
+    if settings.use_embedded_worker:
+        from hub.queue import EmbeddedWorker
+
+        started.append(EmbeddedWorker(runtime).start())
+    if settings.use_relay_in_process:
+        from hub.relay import RelayThread
+
+        runtime.relay = RelayThread(runtime).start()
+        started.append(runtime.relay)
+    return started
+
+
+class HubApp(FastAPI):
+    """FastAPI, with provider webhooks taken before the middleware stack (see
+    hub.webhooks.api.webhook_lane: the hot path)."""
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith("/webhooks/"):
+            from hub.webhooks.api import webhook_kind, webhook_lane
+
+            kind = webhook_kind(scope["path"])
+            if kind is not None:
+                await webhook_lane(self.state.runtime, kind, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the hub's ASGI app. Pass ``runtime`` to share one with the caller (tests)."""
+    settings = runtime.settings if runtime else (settings or Settings())
+    problems = settings.production_problems()
+    if problems:
+        raise SettingsError("; ".join(problems))
+    runtime = runtime or build_runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        services = start_services(runtime)
+        try:
+            yield
+        finally:
+            for service in reversed(services):
+                service.stop()
+            runtime.relay = None
+            from hub.webhooks.ingest import close_event_store
+
+            await close_event_store(runtime)
+
+    app = HubApp(
+        lifespan=lifespan,
+        title="Integrations Hub",
+        version="1.0.0",
+        description="One API for a tenant's SMS, WhatsApp, e-mail, calendar and payment integrations.",
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+
+    from hub.audit.api import router as audit_router
+    from hub.auth.api import router as auth_router
+    from hub.broadcasts.api import router as broadcasts_router
+    from hub.calendar.api import public_router as google_callback_router
+    from hub.calendar.api import router as calendar_router
+    from hub.contacts.api import router as contacts_router
+    from hub.events.api import router as events_router
+    from hub.health.api import router as health_router
+    from hub.integrations.api import router as integrations_router
+    from hub.messaging.api import router as messaging_router
+    from hub.onboarding.api import router as onboarding_router
+    from hub.platform.api import router as platform_router
+    from hub.ratelimit import RateLimitHeadersMiddleware
+    from hub.templates.api import router as templates_router
+    from hub.webhooks.api import router as webhooks_router
+    from hub.whatsapp.api import router as whatsapp_router
+    from hub.whatsapp.api import webhook_router as whatsapp_webhook_router
+
+    # calendar_router before integrations_router: /v1/integrations/google must not match /v1/integrations/{kind}
+    # webhooks first: the hot path is not matched against every API route before its own
+    for router in (webhooks_router, whatsapp_webhook_router, health_router, auth_router, platform_router,
+                   calendar_router, google_callback_router, whatsapp_router, integrations_router, onboarding_router,
+                   messaging_router, templates_router, contacts_router, broadcasts_router, events_router,
+                   audit_router):
+        app.include_router(router)
+    app.add_middleware(RateLimitHeadersMiddleware)
+    app.add_middleware(RequestContextMiddleware)
+    return app

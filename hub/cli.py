@@ -1,0 +1,497 @@
+"""``hub …``: serve, migrate, sandbox, worker, beat, tenants, keys, openapi, check."""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from hub.settings import Settings, SettingsError
+
+app = typer.Typer(help="Integrations Hub", no_args_is_help=True, pretty_exceptions_enable=False)
+tenants_app = typer.Typer(help="Manage tenants", no_args_is_help=True)
+keys_app = typer.Typer(help="Master keys and the vault", no_args_is_help=True)
+admin_app = typer.Typer(help="Platform administration", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(keys_app, name="keys")
+app.add_typer(admin_app, name="admin")
+app.add_typer(audit_app, name="audit")
+test_app = typer.Typer(help="Send a test message through a tenant's integration", no_args_is_help=True)
+app.add_typer(test_app, name="test")
+
+
+def fail(*lines: str, code: int = 2) -> NoReturn:
+    for line in lines:
+        typer.echo(f"error: {line}", err=True)
+    raise typer.Exit(code)
+
+
+def load_settings(*, for_service: bool = True) -> Settings:
+    """Settings, or exit 2 with one clear line per problem (never a traceback)."""
+    try:
+        settings = Settings()
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        errors = getattr(exc, "errors", lambda: [])()
+        fail(*[f"HUB_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in errors] or [str(exc)])
+    if for_service and (problems := settings.production_problems()):
+        fail(*problems)
+    from hub.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    return settings
+
+
+def runtime_or_exit(settings: Settings):
+    from hub.runtime import build_runtime
+
+    try:
+        return build_runtime(settings)
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+SHUTDOWN_GRACE_SECONDS = 10
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (HUB_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (HUB_PORT)")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the API."""
+    import uvicorn
+
+    settings = load_settings()
+    runtime_or_exit(settings).close()  # fail fast on key problems, before binding
+    # Fewer, cheaper collections: the import-time heap is frozen out of the collector
+    # and young-generation passes run less often (tail latency under webhook load).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    uvicorn.run(
+        "hub.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        # event streams (/v1/events/stream) never end on their own: without a limit a
+        # stop would wait for them forever; cancelled, their clients reconnect with Last-Event-ID
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    )
+
+
+@app.command()
+def migrate(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
+    """Upgrade the database schema."""
+    from hub.migrate import upgrade
+
+    settings = load_settings()
+    upgrade(settings.effective_database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+
+# --- the other processes: sandbox, worker, beat ------------------------------------------
+
+
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8010,
+) -> None:
+    """Run the sandbox providers on their own (point hubs at them with HUB_SANDBOX_URL)."""
+    import uvicorn
+
+    from connectors.sandbox.app import create_sandbox_app
+
+    settings = load_settings(for_service=False)
+    typer.echo(f"sandbox providers on http://{host}:{port} (HUB_SANDBOX_URL); "
+               f"webhooks to {settings.effective_public_url}", err=True)
+    uvicorn.run(create_sandbox_app(hub_url=settings.effective_public_url), host=host, port=port,
+                log_config=None, access_log=False)
+
+
+def _broker_runtime(command: str):
+    settings = load_settings()
+    if not settings.redis_url:
+        fail(f"hub {command} needs HUB_REDIS_URL: without Redis the queue lives inside `hub serve`, "
+             "which runs its own worker and relay")
+    return runtime_or_exit(settings)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, help="worker processes (or threads)")] = 2,
+    pool: Annotated[str, typer.Option(help="prefork, threads or solo")] = "prefork",
+) -> None:
+    """Run a Celery worker (deliveries, inbound events, relay passes) on HUB_REDIS_URL."""
+    import os
+
+    from celery.signals import worker_process_init
+
+    runtime = _broker_runtime("worker")
+
+    def fresh_connections(**_kwargs) -> None:
+        # a forked child must not reuse the parent's pooled connections (close=False
+        # leaves the parent's sockets alone)
+        runtime.engine.dispose(close=False)
+
+    worker_process_init.connect(fresh_connections, weak=False)
+    runtime.celery.worker_main(["worker", f"--concurrency={concurrency}", f"--pool={pool}",
+                                f"--loglevel={runtime.settings.log_level}", f"--hostname=hub-{os.getpid()}@%h"])
+
+
+@app.command()
+def relay() -> None:
+    """Run the relay: hand stored webhook events to workers in batches and publish due
+    outbox entries (first attempts the broker missed, retries, scheduled sends). Run
+    one or more beside the API when HUB_REDIS_URL is set; they share work safely."""
+    import signal
+    import threading
+
+    from hub.relay import RelayThread
+
+    runtime = _broker_runtime("relay")
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    thread = RelayThread(runtime).start()
+    typer.echo(f"relay running every {runtime.settings.relay_interval_seconds}s", err=True)
+    stopped.wait()
+    thread.stop()
+
+
+@app.command()
+def beat() -> None:
+    """Run Celery beat, which schedules the relay (webhook dispatch, outbox); one per deployment."""
+    runtime = _broker_runtime("beat")
+    var_dir = runtime.settings.var_dir
+    var_dir.mkdir(parents=True, exist_ok=True)
+    runtime.celery.start(["beat", f"--loglevel={runtime.settings.log_level}",
+                          f"--schedule={var_dir / 'celerybeat-schedule'}"])
+
+
+# --- tenants ------------------------------------------------------------------------
+
+
+def _print(obj: object) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+@tenants_app.command("create")
+def tenants_create(
+    slug: Annotated[str, typer.Option(help="unique short name")],
+    name: Annotated[str, typer.Option(help="display name")],
+    plan: str = "standard",
+    locale: str = "pt-BR",
+    timezone: str = "America/Sao_Paulo",
+) -> None:
+    """Create a tenant."""
+    from pydantic import ValidationError
+
+    from hub.db import transaction
+    from hub.errors import HubError
+    from tenants import service
+    from tenants.schemas import TenantCreate, TenantRead
+
+    try:
+        tenant_in = TenantCreate(slug=slug, name=name, plan=plan, locale=locale, timezone=timezone)
+    except ValidationError as exc:
+        fail(*[f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()])
+    runtime = runtime_or_exit(load_settings())
+    try:
+        with transaction(runtime.session_factory) as session:
+            tenant = service.create_tenant(session=session, vault=runtime.vault, tenant_in=tenant_in)
+            _print(TenantRead.model_validate(tenant).model_dump(mode="json"))
+    except HubError as exc:
+        fail(exc.message)
+
+
+@tenants_app.command("list")
+def tenants_list(limit: int = 200) -> None:
+    """List live tenants."""
+    from hub.db import transaction
+    from tenants import service
+
+    runtime = runtime_or_exit(load_settings())
+    with transaction(runtime.session_factory) as session:
+        page = service.list_tenants(session=session, limit=limit)
+        for t in page.items:
+            typer.echo(f"{t.id}  {t.slug:<30} {t.status:<10} {t.plan:<11} {t.name}")
+
+
+def _tenant_command(ref: str, action: str) -> None:
+    from hub.db import transaction
+    from hub.errors import HubError
+    from tenants import service
+    from tenants.schemas import TenantRead
+
+    runtime = runtime_or_exit(load_settings())
+    try:
+        with transaction(runtime.session_factory) as session:
+            tenant = service.find_tenant(session=session, ref=ref)
+            if action == "suspend":
+                tenant = service.suspend_tenant(session=session, tenant_id=tenant.id)
+            elif action == "erase":
+                tenant = service.erase_tenant(session=session, vault=runtime.vault, tenant_id=tenant.id)
+            _print(TenantRead.model_validate(tenant).model_dump(mode="json"))
+    except HubError as exc:
+        fail(exc.message)
+
+
+@tenants_app.command("show")
+def tenants_show(tenant: Annotated[str, typer.Argument(help="tenant id or slug")]) -> None:
+    """Show one tenant."""
+    _tenant_command(tenant, "show")
+
+
+@tenants_app.command("suspend")
+def tenants_suspend(tenant: Annotated[str, typer.Argument(help="tenant id or slug")]) -> None:
+    """Suspend a tenant."""
+    _tenant_command(tenant, "suspend")
+
+
+@tenants_app.command("erase")
+def tenants_erase(
+    tenant: Annotated[str, typer.Argument(help="tenant id or slug")],
+    yes: Annotated[bool, typer.Option("--yes", help="confirm: this cannot be undone")] = False,
+) -> None:
+    """Erase a tenant for good (its secrets are crypto-shredded)."""
+    if not yes:
+        fail("erasing cannot be undone; repeat with --yes")
+    _tenant_command(tenant, "erase")
+
+
+# --- keys ---------------------------------------------------------------------------
+
+
+@keys_app.command("new")
+def keys_new() -> None:
+    """Print a fresh master key entry for HUB_MASTER_KEYS (put it first to make it active)."""
+    from hub.settings import new_master_key_entry
+
+    typer.echo(new_master_key_entry())
+
+
+@keys_app.command("rotate")
+def keys_rotate(batch_size: int = 100) -> None:
+    """Re-wrap every data key under the first of HUB_MASTER_KEYS (resumable)."""
+    runtime = runtime_or_exit(load_settings())
+    report = runtime.vault.rotate(runtime.session_factory, batch_size=batch_size)
+    typer.echo(
+        f"rewrapped={report.rewrapped} already_current={report.already_current} "
+        f"destroyed={report.destroyed} failed={len(report.failed)}"
+    )
+    for line in report.failed:
+        typer.echo(f"failed: {line}", err=True)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@keys_app.command("rotate-jwt")
+def keys_rotate_jwt() -> None:
+    """Add a new JWT signing key; older keys verify until their tokens expire."""
+    from hub.audit import service as audit
+    from hub.db import transaction
+
+    runtime = runtime_or_exit(load_settings())
+    with transaction(runtime.session_factory) as session:
+        kid = runtime.keyring.rotate(session)
+        audit.record(session=session, tenant_id=None, actor="cli", action="jwt_key.rotated", target=kid)
+    typer.echo(f"active signing key: {kid}")
+
+
+# --- platform administration ------------------------------------------------------------
+
+
+@admin_app.command("create-client")
+def admin_create_client(
+    platform: Annotated[bool, typer.Option("--platform", help="a platform-admin client (manages tenants)")] = False,
+    tenant: Annotated[str | None, typer.Option(help="tenant id or slug, for a tenant client")] = None,
+    name: str = "",
+    as_json: Annotated[bool, typer.Option("--json", help='print exactly {"client_id", "client_secret"}')] = False,
+) -> None:
+    """Create an API client and print its id and secret (shown this once)."""
+    from hub.audit import service as audit
+    from hub.auth import service as auth
+    from hub.db import transaction
+    from hub.errors import HubError
+    from tenants import service as tenants
+
+    if platform == bool(tenant):
+        fail("give either --platform or --tenant")
+    runtime = runtime_or_exit(load_settings())
+    try:
+        with transaction(runtime.session_factory) as session:
+            tenant_id = tenants.find_tenant(session=session, ref=tenant).id if tenant else None
+            client, secret = auth.create_client(session=session, tenant_id=tenant_id, name=name or None)
+            audit.record(session=session, tenant_id=tenant_id, actor="cli", action="client.created",
+                         target=client.client_id, details={"scopes": client.scopes})
+    except HubError as exc:
+        fail(exc.message)
+    if as_json:
+        typer.echo(json.dumps({"client_id": client.client_id, "client_secret": secret}))
+    else:
+        typer.echo(f"client_id:     {client.client_id}\nclient_secret: {secret}\nscopes:        "
+                   f"{' '.join(client.scopes)}\n(the secret is shown only now)")
+
+
+@audit_app.command("verify")
+def audit_verify(tenant: Annotated[str | None, typer.Option(help="tenant id or slug; default every chain")] = None
+                 ) -> None:
+    """Walk the audit hash chains; name the first broken row."""
+    from hub.audit import service as audit
+    from hub.errors import HubError
+    from tenants import service as tenants
+
+    runtime = runtime_or_exit(load_settings())
+    with runtime.session_factory() as session:
+        try:
+            chains = ([audit.chain_of(tenants.find_tenant(session=session, ref=tenant).id)] if tenant
+                      else audit.all_chains(session=session))
+        except HubError as exc:
+            fail(exc.message)
+        broken = 0
+        for chain in chains:
+            verdict = audit.verify_chain(session=session, chain=chain)
+            if verdict.ok:
+                typer.echo(f"ok      {chain}  {verdict.checked} rows")
+            else:
+                broken += 1
+                typer.echo(f"BROKEN  {chain}  first broken row seq={verdict.broken_seq}: {verdict.reason}")
+    if broken:
+        raise typer.Exit(1)
+
+
+# --- test messages --------------------------------------------------------------------
+
+_TEST_BODY = "Teste do Integrations Hub: se você recebeu, o envio funciona."
+ToArgument = Annotated[str, typer.Argument(help="the recipient's phone number, e.g. +5511987654321")]
+TenantOption = Annotated[str, typer.Option(help="tenant id or slug")]
+BodyOption = Annotated[str, typer.Option(help="the text to send")]
+WaitOption = Annotated[float, typer.Option(help="seconds to wait for a final status")]
+
+
+def _test_message(channel: str, tenant: str, to: str, body: str, wait: float) -> None:
+    """Queue one message through the tenant's integration and wait briefly for its outcome.
+
+    Embedded (no Redis) the command runs the worker and relay itself; with Redis a
+    running `hub worker` delivers it. Exit 0 when the provider accepted it."""
+    import time
+
+    from pydantic import ValidationError
+
+    from hub.app import start_services
+    from hub.db import transaction
+    from hub.errors import HubError
+    from hub.messaging import service as messaging
+    from hub.messaging.models import Message, MessageStatus
+    from hub.messaging.schemas import MessageCreate
+    from tenants import service as tenants
+
+    try:
+        message_in = MessageCreate(channel=channel, to=to, body=body)
+    except ValidationError as exc:
+        fail(*[f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors()])
+    runtime = runtime_or_exit(load_settings())
+    services = start_services(runtime) if runtime.settings.use_embedded_worker else []
+    try:
+        try:
+            with transaction(runtime.session_factory) as session:
+                tenant_id = tenants.find_tenant(session=session, ref=tenant).id
+                message_id = messaging.send_message(session=session, runtime=runtime, tenant_id=tenant_id,
+                                                    message_in=message_in).message.id
+        except HubError as exc:
+            fail(exc.message)
+        final = {MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.UNDELIVERED, MessageStatus.FAILED,
+                 MessageStatus.DEAD}
+        deadline = time.monotonic() + wait
+        sent_deadline = None
+        while True:
+            with runtime.session_factory() as session:
+                message = session.get(Message, message_id)
+                attempts = messaging.message_attempts(session=session, tenant_id=tenant_id, message_id=message_id)
+            now = time.monotonic()
+            if message.status == MessageStatus.SENT and sent_deadline is None:
+                sent_deadline = now + 3  # a little longer for the delivery callback
+            if message.status in final or now > deadline or (sent_deadline and now > sent_deadline):
+                break
+            time.sleep(0.1)
+    finally:
+        for service in reversed(services):
+            service.stop()
+        runtime.close()
+    _print({"id": str(message.id), "status": message.status, "channel": message.channel, "to": message.to_address,
+            "from": message.from_address, "provider_message_id": message.provider_message_id,
+            "error_code": message.error_code, "error_message": message.error_message,
+            "attempts": [{"number": a.number, "outcome": a.outcome, "error_code": a.error_code} for a in attempts]})
+    if message.status not in (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ):
+        raise typer.Exit(1)
+
+
+@test_app.command("sms")
+def test_sms(to: ToArgument, tenant: TenantOption, body: BodyOption = _TEST_BODY, wait: WaitOption = 15.0) -> None:
+    """Send a test SMS and print its final status (the seeds' sms:test)."""
+    _test_message("sms", tenant, to, body, wait)
+
+
+@test_app.command("whatsapp")
+def test_whatsapp(to: ToArgument, tenant: TenantOption, body: BodyOption = _TEST_BODY,
+                  wait: WaitOption = 15.0) -> None:
+    """Send a test WhatsApp message and print its final status (the seeds' whatsapp:test)."""
+    _test_message("whatsapp", tenant, to, body, wait)
+
+
+# --- docs and checks ------------------------------------------------------------------
+
+
+def openapi_document() -> dict:
+    """The app's OpenAPI document, built without touching a database."""
+    from hub.app import create_app
+    from hub.settings import new_master_key_entry
+
+    settings = Settings(env="development", database_url="sqlite://", master_keys=new_master_key_entry())
+    return create_app(settings).openapi()
+
+
+@app.command()
+def openapi(
+    output: Annotated[Path, typer.Option(help="where to write it")] = Path("openapi/openapi.json"),
+) -> None:
+    """Write the OpenAPI document (checked in; a test compares it with the app)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n")
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def check() -> None:
+    """Print, per setting and per known integration, what is configured and what is missing."""
+    from hub.checks import configuration_report
+
+    settings = load_settings(for_service=False)
+    ok = True
+    for section, rows in configuration_report(settings).items():
+        typer.echo(f"[{section}]")
+        for row in rows:
+            ok = ok and row.ok
+            typer.echo(f"  {'ok     ' if row.ok else 'MISSING'} {row.name:<28} {row.detail}")
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(prog_name="hub")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
