@@ -1,0 +1,94 @@
+"""Rate limits over ``limits``: per tenant by plan (or the tenant's override), per
+client IP on the token endpoint and unauthenticated routes. Redis storage when
+``HUB_REDIS_URL`` is set, memory otherwise. Fixed one-minute windows, as the
+``X-RateLimit-Reset`` header describes them."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage, RedisStorage, Storage
+from limits.strategies import FixedWindowRateLimiter
+
+from hub.errors import RateLimited, Unavailable
+from hub.settings import Settings
+
+
+@dataclass(frozen=True)
+class LimitState:
+    limit: int
+    remaining: int
+    reset_at: float  # epoch seconds
+    allowed: bool
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(max(self.remaining, 0)),
+            "X-RateLimit-Reset": str(math.ceil(self.reset_at)),
+        }
+
+    def retry_after(self) -> int:
+        return max(1, math.ceil(self.reset_at - time.time()))
+
+
+class RateLimits:
+    """One per process; ``check`` raises RateLimited (429 + Retry-After) when over."""
+
+    def __init__(self, settings: Settings) -> None:
+        storage: Storage
+        if settings.redis_url:
+            storage = RedisStorage(settings.redis_url, key_prefix=f"{settings.redis_prefix}rl",
+                                   wrap_exceptions=True, socket_timeout=2, socket_connect_timeout=2)
+        else:
+            storage = MemoryStorage()
+        self.storage = storage
+        self.limiter = FixedWindowRateLimiter(storage)
+
+    def hit(self, bucket: str, per_minute: int) -> LimitState:
+        item = RateLimitItemPerMinute(per_minute)
+        try:
+            allowed = self.limiter.hit(item, bucket)
+            stats = self.limiter.get_window_stats(item, bucket)
+        except Exception as exc:  # limits wraps every storage error in its own type
+            raise Unavailable("rate limit storage unreachable", code="rate_limit_unavailable") from exc
+        return LimitState(per_minute, stats.remaining, stats.reset_time, allowed)
+
+    def check(self, scope: dict[str, Any], bucket: str, per_minute: int) -> LimitState:
+        """Count one request against ``bucket``; the headers ride on the response."""
+        state = self.hit(bucket, per_minute)
+        scope.setdefault("state", {})["rate_limit"] = state
+        if not state.allowed:
+            raise RateLimited(
+                f"rate limit of {per_minute} requests per minute exceeded; retry in {state.retry_after()} s",
+                headers={"Retry-After": str(state.retry_after()), **state.headers()},
+            )
+        return state
+
+
+class RateLimitHeadersMiddleware:
+    """Adds ``X-RateLimit-*`` to every response a limit was counted for."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_limits(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                state = scope.get("state", {}).get("rate_limit")
+                if state is not None:
+                    present = {name.lower() for name, _ in message.get("headers", [])}
+                    extra = [(k.lower().encode(), v.encode()) for k, v in state.headers().items()
+                             if k.lower().encode() not in present]
+                    message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
