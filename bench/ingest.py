@@ -1,0 +1,178 @@
+"""Webhook ingest throughput: POST /webhooks/twilio/messaging with signed, distinct
+messages against the hub on PostgreSQL + Redis, and in the same run a bare FastAPI
+route that only parses the same form, with the same uvicorn worker count.
+
+    .venv/bin/python -m bench.ingest [--duration 10] [--connections 32] [--tenants 10 10000]
+
+Needs wrk (Debian: apt-get install wrk), PostgreSQL and Redis on 127.0.0.1 (override
+with HUB_BENCH_DATABASE_URL / HUB_BENCH_REDIS_URL). Only 127.0.0.1 is loaded; every
+run is bounded by --duration. The hub runs as deployed with Redis: `hub serve` plus a
+`hub relay` process handing the stored events to the broker in batches (no Celery
+worker: the queue simply grows during the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+from twilio.request_validator import RequestValidator
+
+from bench.common import ROOT, free_port, fresh_postgres, hub_env
+
+REQUESTS_IN_FILE = 60_000  # distinct signed requests per run (a fresh MessageSid each)
+
+
+def seed_tenants(database_url: str, master_keys: str, count: int) -> list[tuple[str, str]]:
+    """``count`` tenants, each with a Twilio integration and a route for its number."""
+    from hub.db import make_engine, make_session_factory
+    from hub.migrate import upgrade
+    from hub.settings import parse_master_keys
+    from hub.webhooks.routes import claim_route
+    from tenants import service as tenants
+    from tenants.models import IntegrationStatus
+    from tenants.schemas import TenantCreate
+    from tenants.vault import Vault
+
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    factory = make_session_factory(engine)
+    vault = Vault(parse_master_keys(master_keys))
+    numbers = []
+    for start in range(0, count, 500):
+        with factory() as session, session.begin():
+            for i in range(start, min(count, start + 500)):
+                token = secrets.token_hex(16)
+                number = f"+55119{i:08d}"
+                tenant = tenants.create_tenant(session=session, vault=vault,
+                                               tenant_in=TenantCreate(slug=f"bench-{i}", name=f"Bench {i}"))
+                integration = tenants.put_integration(
+                    session=session, vault=vault, tenant_id=tenant.id, kind="twilio",
+                    credentials={"account_sid": "AC" + uuid.uuid4().hex, "auth_token": token},
+                    config={"numbers": [number], "channels": ["sms"]}, status=IntegrationStatus.ACTIVE)
+                claim_route(session, kind="twilio", route_key=number, integration=integration)
+                numbers.append((number, token))
+    engine.dispose()
+    return numbers
+
+
+def write_requests(path: Path, public_url: str, numbers: list[tuple[str, str]], count: int) -> None:
+    url = f"{public_url}/webhooks/twilio/messaging"
+    with path.open("w") as out:
+        for i in range(count):
+            number, token = numbers[i % len(numbers)]
+            form = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": "AC" + "0" * 32,
+                    "From": f"+55219{i % 10**8:08d}", "To": number,
+                    "Body": f"Olá, mensagem {i}", "NumMedia": "0", "SmsStatus": "received"}
+            signature = RequestValidator(token).compute_signature(url, form)
+            out.write(f"{signature}\t{urlencode(form)}\n")
+
+
+def serve(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+    """The bare app through uvicorn; the hub through `hub serve` (same uvicorn, one
+    worker, plus the hub's logging set-up)."""
+    if app == "hub":
+        cmd = [sys.executable, "-m", "hub.cli", "serve", "--workers", "1"]
+    else:
+        cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--no-access-log", "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.post(f"http://127.0.0.1:{port}/webhooks/twilio/messaging", timeout=1)
+            return proc
+        except httpx.TransportError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{app} did not start") from None
+            time.sleep(0.2)
+
+
+def wrk(port: int, requests_file: Path, duration: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(ROOT / "bench" / "ingest.lua"),
+         f"http://127.0.0.1:{port}", "--", str(requests_file), "2"],
+        capture_output=True, text=True, check=True).stdout
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": ms("50%"), "p99": ms("99%"),
+            "errors": int(non_2xx.group(1)) if non_2xx else 0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--tenants", type=int, nargs="+", default=[10, 10_000])
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+    server = os.environ.get("HUB_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    redis_url = os.environ.get("HUB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    work = Path(tempfile.mkdtemp(prefix="hub-bench-ingest-"))
+
+    results = {}
+    port = free_port()
+    bare = serve("bench.bare_app:app", port, dict(os.environ))
+    try:
+        numbers = [(f"+55119{i:08d}", secrets.token_hex(16)) for i in range(10)]
+        write_requests(work / "bare.txt", f"http://127.0.0.1:{port}", numbers, 20_000)
+        wrk(port, work / "bare.txt", 2, args.connections)  # warm up
+        results["bare form route"] = wrk(port, work / "bare.txt", args.duration, args.connections)
+    finally:
+        bare.terminate()
+        bare.wait(10)
+
+    for count in args.tenants:
+        port = free_port()
+        url = fresh_postgres(server, f"hub_bench_ingest_{count}")
+        env = hub_env(url, port, HUB_REDIS_URL=redis_url, HUB_REDIS_PREFIX=f"hubbench:{uuid.uuid4().hex[:6]}:",
+                      HUB_ENV="development", HUB_SANDBOX="0", HUB_EMBEDDED_WORKER="0",
+                      HUB_PUBLIC_RATE_LIMIT="100000000", HUB_VAR_DIR=str(work / "var"))
+        started = time.perf_counter()
+        numbers = seed_tenants(url, env["HUB_MASTER_KEYS"], count)
+        print(f"seeded {count} tenants in {time.perf_counter() - started:.1f} s")
+        write_requests(work / f"hub-{count}.txt", env["HUB_PUBLIC_URL"], numbers, REQUESTS_IN_FILE)
+        # one warm-up request per tenant (caches, pools), given the time to go through all of them
+        write_requests(work / f"warm-{count}.txt", env["HUB_PUBLIC_URL"], numbers, max(count, 2_000))
+        hub = serve("hub", port, env)
+        # the relay runs as its own process beside the API, as deployed with Redis
+        relay = subprocess.Popen([sys.executable, "-m", "hub.cli", "relay"], env=env, cwd=ROOT,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wrk(port, work / f"warm-{count}.txt", max(2, count // 250), args.connections)
+            results[f"hub webhook, {count} tenants"] = wrk(port, work / f"hub-{count}.txt", args.duration,
+                                                           args.connections)
+        finally:
+            relay.terminate()
+            hub.terminate()
+            relay.wait(15)
+            hub.wait(15)
+
+    bare_rps = results["bare form route"]["rps"]
+    print(f"\n{args.connections} connections, {args.duration} s each, 1 uvicorn worker, wrk -t2")
+    for name, row in results.items():
+        print(f"{name:<28} {row['rps']:8.0f} req/s  p50 {row['p50']:6.1f} ms  p99 {row['p99']:6.1f} ms  "
+              f"({row['rps'] / bare_rps:5.1%} of bare)  non-2xx {row['errors']}")
+    tenant_rows = [results[f"hub webhook, {c} tenants"]["rps"] for c in args.tenants]
+    if len(tenant_rows) == 2:
+        cost = 1 - tenant_rows[1] / tenant_rows[0]
+        print(f"{args.tenants[1]} tenants vs {args.tenants[0]}: {cost:+.1%} throughput cost")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""Every query of messages, conversations, attempts and the outbox.
+
+Tenant-facing reads go through ``MessageRepository`` / ``ConversationRepository``,
+which apply the tenant filter in one place. Delivery and the relay work by message
+id across tenants (a worker has no tenant of its own); their statements are the
+module-level functions below, each one conditional so concurrent workers and relays
+can run them safely.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from hub.db import insert_ignore, is_postgres, new_id, utcnow
+from hub.messaging.models import (
+    CLAIMABLE,
+    Conversation,
+    Direction,
+    Message,
+    MessageAttempt,
+    MessageStatus,
+    OutboxEntry,
+)
+from hub.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
+
+
+def _newest_first(session: Session, stmt: Select[Any], *, key: ColumnElement, row_id: ColumnElement, limit: int,
+                  cursor: str | None, key_of: Any) -> Page[Any]:
+    """One page of ``stmt`` ordered by ``(key, id)`` descending, with an opaque cursor."""
+    limit = max(1, min(limit, MAX_LIMIT))
+    if cursor:
+        at, last_id = decode_cursor(cursor)
+        stmt = stmt.where(or_(key < at, and_(key == at, row_id < last_id)))
+    rows = list(session.scalars(stmt.order_by(key.desc(), row_id.desc()).limit(limit + 1)))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(key_of(rows[-1]), rows[-1].id)
+    return Page(rows, next_cursor)
+
+
+class MessageRepository:
+    """Messages of one tenant: no query here can see another tenant's rows."""
+
+    def __init__(self, session: Session, tenant_id: uuid.UUID) -> None:
+        self.session = session
+        self.tenant_id = tenant_id
+
+    def _scoped(self) -> Select[tuple[Message]]:
+        return select(Message).where(Message.tenant_id == self.tenant_id)
+
+    def get(self, message_id: uuid.UUID, *, for_update: bool = False) -> Message | None:
+        stmt = self._scoped().where(Message.id == message_id).execution_options(populate_existing=True)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self.session.scalar(stmt)
+
+    def list(self, *, limit: int, cursor: str | None, status: str | None = None, channel: str | None = None,
+             to: str | None = None, direction: str | None = None,
+             conversation_id: uuid.UUID | None = None) -> Page[Message]:
+        """Newest first."""
+        stmt = self._scoped()
+        if status:
+            stmt = stmt.where(Message.status == status)
+        if channel:
+            stmt = stmt.where(Message.channel == channel)
+        if to:
+            stmt = stmt.where(Message.to_address == to)
+        if direction:
+            stmt = stmt.where(Message.direction == direction)
+        if conversation_id:
+            stmt = stmt.where(Message.conversation_id == conversation_id)
+        return _newest_first(self.session, stmt, key=Message.created_at, row_id=Message.id, limit=limit,
+                             cursor=cursor, key_of=lambda m: m.created_at)
+
+    def attempts(self, message_id: uuid.UUID) -> list[MessageAttempt]:
+        """The message's provider attempts, in order (the message must be this tenant's)."""
+        return list(self.session.scalars(
+            select(MessageAttempt).join(Message, Message.id == MessageAttempt.message_id)
+            .where(Message.tenant_id == self.tenant_id, MessageAttempt.message_id == message_id)
+            .order_by(MessageAttempt.number, MessageAttempt.started_at)
+        ))
+
+    def latest_in_conversation(self, conversation_id: uuid.UUID, *, limit: int) -> tuple[list[Message], bool]:
+        """The conversation's ``limit`` most recent messages, oldest first, and whether older ones exist."""
+        rows = list(self.session.scalars(
+            self._scoped().where(Message.conversation_id == conversation_id)
+            .order_by(Message.created_at.desc(), Message.id.desc()).limit(limit + 1)
+        ))
+        return list(reversed(rows[:limit])), len(rows) > limit
+
+    def provider_ids_taken(self, provider_message_ids: Sequence[str]) -> set[str]:
+        """Which of these provider ids already name one of the tenant's messages."""
+        if not provider_message_ids:
+            return set()
+        return set(self.session.scalars(
+            select(Message.provider_message_id).where(
+                Message.tenant_id == self.tenant_id, Message.provider_message_id.in_(list(provider_message_ids)))
+        ))
+
+
+def _activity(conversation: Any = Conversation) -> ColumnElement:
+    return func.coalesce(conversation.last_message_at, conversation.created_at)
+
+
+class ConversationRepository:
+    """Conversations of one tenant."""
+
+    def __init__(self, session: Session, tenant_id: uuid.UUID) -> None:
+        self.session = session
+        self.tenant_id = tenant_id
+
+    def _scoped(self) -> Select[tuple[Conversation]]:
+        return select(Conversation).where(Conversation.tenant_id == self.tenant_id)
+
+    def get(self, conversation_id: uuid.UUID, *, for_update: bool = False) -> Conversation | None:
+        stmt = self._scoped().where(Conversation.id == conversation_id).execution_options(populate_existing=True)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self.session.scalar(stmt)
+
+    def list(self, *, limit: int, cursor: str | None, status: str | None = None,
+             channel: str | None = None) -> Page[Conversation]:
+        """Newest activity first."""
+        stmt = self._scoped()
+        if status:
+            stmt = stmt.where(Conversation.status == status)
+        if channel:
+            stmt = stmt.where(Conversation.channel == channel)
+        return _newest_first(self.session, stmt, key=_activity(), row_id=Conversation.id, limit=limit,
+                             cursor=cursor, key_of=lambda c: c.last_message_at or c.created_at)
+
+
+# --- delivery: by message id, across tenants ------------------------------------------
+
+
+def claim_for_delivery(session: Session, *, message_id: uuid.UUID, now: datetime, lease_until: datetime) -> bool:
+    """Take the message for one provider call, in ONE conditional UPDATE: it must be
+    due (queued, or retrying with ``next_attempt_at`` passed) or held by a worker whose
+    lease ran out. False when another worker has it or it needs no delivery."""
+    due = and_(Message.status.in_(CLAIMABLE),
+               or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now))
+    abandoned = and_(Message.status == MessageStatus.SENDING, Message.claimed_until < now)
+    claimed = session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.direction == Direction.OUTBOUND, or_(due, abandoned))
+        .values(status=MessageStatus.SENDING, claimed_until=lease_until, attempt_count=Message.attempt_count + 1,
+                updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return claimed == 1
+
+
+def load_message(session: Session, message_id: uuid.UUID) -> Message | None:
+    return session.scalar(select(Message).where(Message.id == message_id).execution_options(populate_existing=True))
+
+
+def attempts_of(session: Session, message_id: uuid.UUID) -> list[MessageAttempt]:
+    return list(session.scalars(select(MessageAttempt).where(MessageAttempt.message_id == message_id)
+                                .order_by(MessageAttempt.number, MessageAttempt.started_at)))
+
+
+def finish_claimed(session: Session, *, message_id: uuid.UUID, attempt_count: int, values: dict[str, Any]) -> bool:
+    """Record the outcome of our provider call, only if our claim still stands (a worker
+    whose lease ran out and was replaced must not overwrite its successor)."""
+    moved = session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status == MessageStatus.SENDING,
+               Message.attempt_count == attempt_count)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return moved == 1
+
+
+def arm_outbox(session: Session, *, message_id: uuid.UUID, available_at: datetime) -> None:
+    """Ask the relay to publish the message's delivery task at ``available_at``."""
+    armed = session.execute(
+        update(OutboxEntry).where(OutboxEntry.message_id == message_id)
+        .values(available_at=available_at, published_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not armed:
+        insert_ignore(session, OutboxEntry, {"id": new_id(), "message_id": message_id, "available_at": available_at,
+                                             "created_at": utcnow()}, conflict=["message_id"])
+
+
+def settle_outbox(session: Session, *, message_id: uuid.UUID) -> None:
+    """The message reached a final state: nothing is left to publish for it."""
+    session.execute(delete(OutboxEntry).where(OutboxEntry.message_id == message_id))
+
+
+def due_outbox_entries(session: Session, *, now: datetime, republish_before: datetime,
+                       limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """``(entry id, message id)`` of entries whose time has come: never published, or
+    published before ``republish_before`` without a worker claiming the message since
+    (a claim re-arms the entry). On PostgreSQL, rows another relay holds are skipped."""
+    stmt = (
+        select(OutboxEntry.id, OutboxEntry.message_id)
+        .where(OutboxEntry.available_at <= now,
+               or_(OutboxEntry.published_at.is_(None), OutboxEntry.published_at <= republish_before))
+        .order_by(OutboxEntry.available_at)
+        .limit(limit)
+    )
+    if is_postgres(session):
+        stmt = stmt.with_for_update(skip_locked=True)
+    return [(row.id, row.message_id) for row in session.execute(stmt)]
+
+
+def mark_published(session: Session, *, entry_ids: Sequence[uuid.UUID], due_by: datetime, now: datetime) -> int:
+    """Mark relayed entries published, unless a worker re-armed one since it was read
+    (re-arming always moves ``available_at`` past ``due_by``)."""
+    if not entry_ids:
+        return 0
+    return session.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.id.in_(list(entry_ids)), OutboxEntry.available_at <= due_by)
+        .values(published_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount or 0
+
+
+def mark_published_as_written(connection: Connection, *, entries: Sequence[tuple[uuid.UUID, datetime]],
+                              now: datetime) -> int:
+    """After-commit publishing: mark ``(message id, available_at)`` entries published in
+    one UPDATE, only while they are as the request wrote them (a fast worker may have
+    re-armed one already; its new ``available_at`` then no longer matches)."""
+    if not entries:
+        return 0
+    match = or_(*(and_(OutboxEntry.message_id == message_id, OutboxEntry.available_at == at)
+                  for message_id, at in entries))
+    return connection.execute(
+        update(OutboxEntry).where(match, OutboxEntry.published_at.is_(None)).values(published_at=now)
+    ).rowcount or 0

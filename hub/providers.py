@@ -1,0 +1,99 @@
+"""Building connectors for a tenant's integration, pointed at the real provider or,
+in sandbox mode, at the local sandbox."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from connectors.base import Connector
+from hub.errors import Invalid, Unavailable
+from hub.runtime import Runtime
+from tenants import service as tenants
+from tenants.models import Integration
+
+# In sandbox mode the hub's own "main" Twilio account: any well-formed SID works there.
+SANDBOX_TWILIO_ACCOUNT_SID = "AC" + hashlib.sha256(b"integrations-hub-sandbox").hexdigest()[:32]
+SANDBOX_TWILIO_AUTH_TOKEN = hashlib.sha256(b"integrations-hub-sandbox-token").hexdigest()[:32]
+
+
+def provider_base_url(runtime: Runtime) -> str | None:
+    """None = the real provider; the sandbox's URL in sandbox mode."""
+    if not runtime.settings.use_sandbox:
+        return None
+    if not runtime.sandbox_url:
+        raise Unavailable("sandbox mode is on but no sandbox is running (set HUB_SANDBOX_URL)",
+                          code="sandbox_unavailable")
+    return runtime.sandbox_url
+
+
+def credentials_for(connector_cls: type[Connector], values: dict[str, Any]):
+    return connector_cls.credentials_model.model_validate(values)
+
+
+def connector_for(runtime: Runtime, session: Session, integration: Integration, *,
+                  timeout: float = 10.0) -> Connector:
+    """A connector instance for one integration, built for this call only."""
+    cls = runtime.registry.get(integration.kind)
+    values = tenants.open_credentials(session=session, vault=runtime.vault, integration=integration)
+    try:
+        credentials = credentials_for(cls, values)
+    except ValueError as exc:
+        raise Invalid(f"stored {integration.kind} credentials are incomplete: {exc}") from exc
+    return cls(credentials=credentials, config=integration.config, base_url=provider_base_url(runtime),
+               timeout=timeout)
+
+
+# How long a worker thread reuses a connector (its HTTP keep-alive connections and
+# decrypted credentials) before building it afresh from the vault.
+POOLED_CONNECTOR_TTL_SECONDS = 300.0
+_POOL_CACHE = "pooled_connectors"
+
+
+def pooled_connector_for(runtime: Runtime, session: Session, integration: Integration, *,
+                         timeout: float = 10.0) -> Connector:
+    """The calling thread's connector for ``integration``, reused across calls.
+
+    Building one per message decrypts the credentials and opens a new provider
+    connection each time; delivery is mostly that. Per thread, because a connector
+    keeps per-call state (the last response) and is not meant to be shared. A changed
+    integration (``updated_at``) or an expired entry builds a new one; callers must
+    not close what this returns.
+    """
+    local = runtime.caches.setdefault(_POOL_CACHE, threading.local())
+    pool: dict[Any, tuple[float, Connector]] = local.__dict__.setdefault("connectors", {})
+    key = (integration.id, integration.updated_at, timeout)
+    now = time.monotonic()
+    found = pool.get(key)
+    if found is not None and found[0] > now:
+        return found[1]
+    for stale_key in [k for k, (expires, _) in pool.items() if k[0] == integration.id or expires <= now]:
+        _close(pool.pop(stale_key)[1])
+    connector = connector_for(runtime, session, integration, timeout=timeout)
+    pool[key] = (now + POOLED_CONNECTOR_TTL_SECONDS, connector)
+    return connector
+
+
+def _close(connector: Any) -> None:
+    close = getattr(connector, "close", None)
+    if close is not None:
+        close()
+
+
+def platform_twilio(runtime: Runtime) -> Connector:
+    """The platform's main Twilio account, which provisions tenants' subaccounts."""
+    cls = runtime.registry.get("twilio")
+    settings = runtime.settings
+    if settings.use_sandbox:
+        sid, token = SANDBOX_TWILIO_ACCOUNT_SID, SANDBOX_TWILIO_AUTH_TOKEN
+    else:
+        sid, token = settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value()
+        if not sid or not token:
+            raise Unavailable("HUB_TWILIO_ACCOUNT_SID and HUB_TWILIO_AUTH_TOKEN are not configured",
+                              code="twilio_not_configured")
+    return cls(credentials=credentials_for(cls, {"account_sid": sid, "auth_token": token}),
+               base_url=provider_base_url(runtime))

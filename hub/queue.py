@@ -1,0 +1,165 @@
+"""The Celery app, the in-process worker of the embedded default, and
+enqueue-after-commit.
+
+Tasks are thin ``shared_task`` wrappers named in ``TASKS``; each reaches its
+process's runtime through ``task.app.hub_runtime``. Publishing goes through
+``runtime.celery.send_task`` so several apps (tests) never mix. A task requested
+inside a transaction is sent only when it commits and dropped on rollback.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from celery import Celery, shared_task
+from celery.schedules import crontab
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+    from hub.settings import Settings
+
+log = structlog.get_logger("hub.queue")
+
+DELIVER_MESSAGE = "hub.messaging.deliver_message"
+HANDLE_EVENTS = "hub.webhooks.handle_events"
+RELAY = "hub.relay"
+EXPAND_BROADCAST = "hub.broadcasts.expand"
+# calendar (hub.calendar.tasks)
+PUSH_APPOINTMENT = "hub.calendar.push_appointment"
+CALENDAR_SYNC_RESOURCE = "hub.calendar.sync_resource"
+CALENDAR_STOP_CHANNEL = "hub.calendar.stop_channel"
+CALENDAR_RESUME = "hub.calendar.resume_tenant"
+CALENDAR_RENEW_CHANNELS = "hub.calendar.renew_channels"
+CALENDAR_RECONCILE = "hub.calendar.reconcile"
+CALENDAR_REMINDERS = "hub.calendar.send_due_reminders"
+# events (hub.events.tasks)
+EVENTS_SWEEP = "hub.events.sweep"
+# whatsapp (hub.whatsapp.tasks)
+WHATSAPP_SYNC_TEMPLATES = "hub.whatsapp.sync_templates"
+TASK_MODULES = ["hub.messaging.tasks", "hub.webhooks.tasks", "hub.relay", "hub.calendar.tasks", "hub.broadcasts.tasks",
+                "hub.events.tasks", "hub.whatsapp.tasks"]
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app on Redis, or on kombu's in-memory transport when embedded.
+
+    The embedded queue gets a name of its own: kombu's memory transport is shared by
+    the whole process, and two runtimes (tests) must never consume each other's tasks.
+    """
+    embedded = not settings.redis_url
+    app = Celery("hub", broker=settings.redis_url or "memory://", set_as_current=False)
+    queue = f"hub-embedded-{uuid.uuid4().hex[:8]}" if embedded else "hub"
+    app.conf.update(
+        task_default_queue=queue,
+        task_acks_late=True,  # a worker that dies mid-task leaves it for another
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        worker_prefetch_multiplier=4,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=2,
+        # a failed publish is caught (the outbox relay resends), so fail fast
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+        broker_transport_options=(
+            {"polling_interval": 0.01} if embedded
+            else {"global_keyprefix": f"{settings.redis_prefix}celery:", "visibility_timeout": 600,
+                  "socket_connect_timeout": 2, "socket_timeout": 5}
+        ),
+        imports=TASK_MODULES,
+        beat_schedule={
+            "relay": {"task": RELAY, "schedule": settings.relay_interval_seconds * 2},
+            # Google watch channels live 7 days; renew the ones with less than a day left
+            "calendar-renew-channels": {"task": CALENDAR_RENEW_CHANNELS, "schedule": 3600.0},
+            # an incremental sync of every mapped calendar catches pushes Google never sent
+            "calendar-reconcile": {"task": CALENDAR_RECONCILE, "schedule": crontab(hour=3, minute=17)},
+            "calendar-reminders": {"task": CALENDAR_REMINDERS, "schedule": 60.0},
+            # the real-time stream's log is kept HUB_EVENTS_RETENTION_DAYS for replay
+            "events-sweep": {"task": EVENTS_SWEEP, "schedule": crontab(minute=41)},
+            # Meta approves, pauses and disables templates on its own: mirror them every 6 h
+            "whatsapp-sync-templates": {"task": WHATSAPP_SYNC_TEMPLATES, "schedule": 6 * 3600.0},
+        },
+    )
+    return app
+
+
+PING = "hub.ping"
+
+
+@shared_task(name=PING, ignore_result=True)
+def ping_task() -> None:
+    """Does nothing: measures the queue itself (bench/deliver.py's baseline)."""
+
+
+# --- enqueue after commit ------------------------------------------------------------
+
+_PENDING = "hub_pending_tasks"
+
+
+def enqueue_after_commit(session: Session, celery: Celery, name: str, *args: Any, **options: Any) -> None:
+    """Send task ``name`` once ``session`` commits; forget it if it rolls back."""
+    session.info.setdefault(_PENDING, []).append((celery, name, args, options))
+
+
+def outermost_commit(session: Session) -> bool:
+    """In ``after_commit``: True for the real commit. (SQLAlchemy 2.1 also calls it when
+    a savepoint is released, while the outer transaction is still open.)"""
+    return session.get_nested_transaction() is None
+
+
+@event.listens_for(Session, "after_commit")
+def _publish_pending(session: Session) -> None:
+    if not outermost_commit(session):
+        return
+    for celery, name, args, options in session.info.pop(_PENDING, []):
+        publish(celery, name, *args, **options)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending(session: Session, previous_transaction) -> None:
+    if not previous_transaction.nested:  # a rolled-back savepoint keeps the outer work
+        session.info.pop(_PENDING, None)
+
+
+def publish(celery: Celery, name: str, *args: Any, **options: Any) -> bool:
+    """Send a task now; False (logged) when the broker is unreachable."""
+    try:
+        celery.send_task(name, args=args, **options)
+        return True
+    except Exception as exc:  # kombu raises many types; the relay resends what matters
+        log.warning("publish failed; the relay will resend", task=name, error=type(exc).__name__)
+        return False
+
+
+# --- the embedded worker ------------------------------------------------------------
+
+
+class EmbeddedWorker:
+    """A Celery worker in a thread of the hub process, for the embedded default."""
+
+    def __init__(self, runtime: Runtime, *, concurrency: int = 4) -> None:
+        from celery.contrib.testing.worker import TestWorkController, setup_app_for_worker
+
+        self.runtime = runtime
+        setup_app_for_worker(runtime.celery, "WARNING", None)
+        self._worker = TestWorkController(
+            app=runtime.celery, concurrency=concurrency, pool="threads",
+            hostname=f"embedded-{uuid.uuid4().hex[:6]}@hub",
+            loglevel="WARNING", ready_callback=None, without_heartbeat=True, without_mingle=True,
+            without_gossip=True,
+        )
+        self._thread = threading.Thread(target=self._worker.start, name="hub-embedded-worker", daemon=True)
+
+    def start(self) -> EmbeddedWorker:
+        self._thread.start()
+        self._worker.ensure_started()
+        return self
+
+    def stop(self) -> None:
+        # stop() closes the consumer; the thread notices within a poll and exits on its own
+        self._worker.stop(in_sighandler=False)
+        self._thread.join(0.5)
