@@ -1,0 +1,108 @@
+"""The appointment-reminder goes to the contact once, through the messaging pipeline."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+from calendar_support import appointment, book, connected_tenant, eventually, map_resource, slot
+from sqlalchemy import select, update
+
+from hub.calendar.flows import send_due_reminders
+from hub.calendar.models import Appointment
+from hub.db import utcnow
+from hub.messaging.models import Message
+from tenants import service as tenants
+from tenants.models import IntegrationStatus
+
+
+def with_twilio(hub, tenant) -> str:
+    """Give the tenant a bring-your-own Twilio account in the sandbox; returns its number."""
+    sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
+    hub.sandbox.twilio.register_account(sid, token)
+    number = hub.sandbox.twilio.numbers(account_sid=sid)[0]["phone_number"]
+    with hub.runtime.session_factory() as session, session.begin():
+        tenants.put_integration(session=session, vault=hub.runtime.vault, tenant_id=tenant.tenant_id, kind="twilio",
+                                credentials={"account_sid": sid, "auth_token": token},
+                                config={"numbers": [number], "channels": ["sms", "whatsapp"]},
+                                status=IntegrationStatus.ACTIVE)
+    return number
+
+
+def time_passes(hub, appointment_id: str) -> None:
+    """The reminder falls due."""
+    with hub.runtime.session_factory() as session, session.begin():
+        session.execute(update(Appointment).where(Appointment.id == uuid.UUID(appointment_id))
+                        .values(remind_at=utcnow() - timedelta(seconds=1)))
+
+
+def messages_of(hub, tenant) -> list[Message]:
+    with hub.runtime.session_factory() as session:
+        return list(session.scalars(select(Message).where(Message.tenant_id == tenant.tenant_id)))
+
+
+def test_a_due_reminder_is_sent_once(live_hub):
+    tenant = connected_tenant(live_hub, "lembrete")
+    map_resource(live_hub, tenant, "dr-ana", tenant.calendars[1], name="Dra. Ana")
+    with_twilio(live_hub, tenant)
+    booked = book(live_hub, tenant, "dr-ana", slot(days=3, hour=13), title="Limpeza de pele",
+                  reminder_channel="sms").json()
+    assert send_due_reminders(runtime=live_hub.runtime) == 0  # not due yet
+    time_passes(live_hub, booked["id"])
+
+    with ThreadPoolExecutor(4) as pool:  # beat ticks racing each other
+        claimed = list(pool.map(lambda _: send_due_reminders(runtime=live_hub.runtime), range(4)))
+
+    assert sum(claimed) == 1
+    (message,) = messages_of(live_hub, tenant)
+    assert message.channel == "sms" and message.to_address == "+5511987654321"
+    assert "Maria Silva" in message.body and "Limpeza de pele" in message.body and "Dra. Ana" in message.body
+    done = appointment(live_hub, tenant, booked["id"])
+    assert done["reminder"]["reminded_at"] and done["reminder"]["message_id"] == str(message.id)
+    eventually(lambda: live_hub.sandbox.twilio.sent_messages(to="+5511987654321"), what="the SMS at Twilio")
+    assert send_due_reminders(runtime=live_hub.runtime) == 0
+
+
+def test_a_reminder_that_cannot_be_sent_is_recorded_not_retried(live_hub):
+    tenant = connected_tenant(live_hub, "semtwilio")  # no Twilio integration
+    map_resource(live_hub, tenant, "dr-ana", tenant.calendars[1])
+    booked = book(live_hub, tenant, "dr-ana", slot(days=3, hour=14)).json()
+    time_passes(live_hub, booked["id"])
+
+    assert send_due_reminders(runtime=live_hub.runtime) == 1
+    assert send_due_reminders(runtime=live_hub.runtime) == 0
+
+    reminder = appointment(live_hub, tenant, booked["id"])["reminder"]
+    assert reminder["reminded_at"] and reminder["message_id"] is None
+    assert "twilio" in reminder["error"]
+    assert messages_of(live_hub, tenant) == []
+
+
+def test_no_reminder_for_cancelled_appointments_or_when_disabled(live_hub):
+    tenant = connected_tenant(live_hub, "cancelado")
+    map_resource(live_hub, tenant, "dr-ana", tenant.calendars[1])
+    with_twilio(live_hub, tenant)
+    cancelled = book(live_hub, tenant, "dr-ana", slot(days=3, hour=9)).json()
+    assert live_hub.http.delete(f"/v1/appointments/{cancelled['id']}", headers=tenant.headers).status_code == 204
+    time_passes(live_hub, cancelled["id"])
+    silent = book(live_hub, tenant, "dr-ana", slot(days=3, hour=11), remind_before_minutes=None).json()
+    assert silent["reminder"]["remind_at"] is None
+    soon = book(live_hub, tenant, "dr-ana", utcnow().replace(microsecond=0) + timedelta(hours=2)).json()
+    assert soon["reminder"]["remind_at"] is None  # booked inside the lead time: the contact just booked
+
+    assert send_due_reminders(runtime=live_hub.runtime) == 0
+    assert messages_of(live_hub, tenant) == []
+
+
+def test_moving_an_appointment_rearms_its_reminder(live_hub):
+    tenant = connected_tenant(live_hub, "remarcado")
+    map_resource(live_hub, tenant, "dr-ana", tenant.calendars[1])
+    start = slot(days=3, hour=15)
+    booked = book(live_hub, tenant, "dr-ana", start, remind_before_minutes=120).json()
+    later = start + timedelta(days=1)
+    r = live_hub.http.patch(f"/v1/appointments/{booked['id']}", headers=tenant.headers,
+                            json={"start": later.isoformat(), "end": (later + timedelta(minutes=30)).isoformat()})
+    assert r.status_code == 200
+    assert datetime.fromisoformat(r.json()["reminder"]["remind_at"]) == later - timedelta(hours=2)
