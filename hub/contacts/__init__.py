@@ -1,0 +1,1 @@
+"""Contacts: the people a tenant talks to, and their consent per channel."""
