@@ -1,0 +1,1 @@
+"""Message templates of a tenant: the shipped defaults, overrides and custom ones."""
