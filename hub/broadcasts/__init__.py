@@ -1,0 +1,1 @@
+"""Broadcasts: one template to many recipients, fanned out at the tenant's send rate."""
