@@ -175,7 +175,8 @@ def _with_brazilian_ninth_digit(number: PhoneNumber) -> PhoneNumber:
     in phonenumbers' metadata, else the number is returned untouched and its
     validity judged as written.
     """
-    if number.country_code != _BRAZIL:
+    if number.country_code != _BRAZIL or number.italian_leading_zero:
+        # a leading zero is a dialling prefix misread as part of the number, never an area code
         return number
     national = phonenumbers.national_significant_number(number)
     if len(national) != 10 or national[2] not in "6789":

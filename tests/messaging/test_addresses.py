@@ -187,6 +187,8 @@ class TestInvalidPhones:
             ("98765-4321", "missing the area code"),
             ("3456-7890", "missing the area code"),
             ("+55 11 98765-4321 ext. 12", "extension"),
+            # a dialling prefix read as a leading zero: refused, not made into another number
+            ("0047328)7480", "not a valid phone number"),
         ],
     )
     def test_says_why(self, raw: str, reason: str) -> None:
