@@ -50,6 +50,8 @@ WHATSAPP = "whatsapp:"
 SEEDED_NUMBERS = 3
 # No injected delay may hold a request longer than this.
 MAX_DELAY = 10.0
+# status callbacks in flight at once, per event loop (Twilio, too, spreads them out)
+_CALLBACK_SLOTS = 32
 
 FailureKind = Literal["http_500", "http_503", "http_429", "timeout", "api_error", "delivery_error"]
 Resource = Literal["accounts", "available_numbers", "numbers", "messages"]
@@ -376,17 +378,21 @@ class TwilioSandbox:
         self.callback_statuses: frozenset[str] | None = None
         # one callback client per event loop: building one per message (an SSL context
         # loading the CA bundle each time) cost more CPU than the whole emulator
-        self._callback_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._callback_clients: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, asyncio.Semaphore]] = {}
 
-    def _callback_client(self) -> httpx.AsyncClient:
+    def _callback_client(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        """The loop's callback client, and the slots that bound callbacks in flight: httpcore
+        scans its whole queue for every request it places, so thousands of callbacks
+        queued inside the pool (a load test, a hub that is down) cost quadratic CPU."""
         loop = asyncio.get_running_loop()
-        client = self._callback_clients.get(loop)
-        if client is None or client.is_closed:
+        found = self._callback_clients.get(loop)
+        if found is None or found[0].is_closed:
             for stale in [other for other in self._callback_clients if other.is_closed()]:
                 del self._callback_clients[stale]
-            client = self._callback_clients[loop] = httpx.AsyncClient(
-                timeout=self.callback_timeout, limits=httpx.Limits(max_connections=64))
-        return client
+            found = self._callback_clients[loop] = (
+                httpx.AsyncClient(timeout=self.callback_timeout, limits=httpx.Limits(max_connections=_CALLBACK_SLOTS)),
+                asyncio.Semaphore(_CALLBACK_SLOTS))
+        return found
 
     # --- Python control surface ----------------------------------------------------
     def reset(self) -> None:
@@ -532,7 +538,7 @@ class TwilioSandbox:
             kwargs.get("profile_name"),
         )
         try:
-            answer = await self._callback_client().post(url, data=form, headers=self._webhook_headers(signature))
+            answer = await self._callback_client()[0].post(url, data=form, headers=self._webhook_headers(signature))
         except httpx.HTTPError as exc:
             self._record(CallbackAttempt("inbound", url, form, signature, None, repr(exc)))
             raise
@@ -706,7 +712,7 @@ class TwilioSandbox:
     async def _run_status_callbacks(self, message: Message, failure: Failure | None) -> None:
         generation = self._generation
         steps = self._status_steps(message, failure)
-        client = self._callback_client()
+        client, slots = self._callback_client()
         for status, error_code, error_text in steps:
             await asyncio.sleep(self.callback_delay)
             with self._lock:
@@ -727,7 +733,8 @@ class TwilioSandbox:
             form = self._status_form(message, status, error_code)
             signature = self.sign(url, form, account.auth_token)
             try:
-                answer = await client.post(url, data=form, headers=self._webhook_headers(signature))
+                async with slots:
+                    answer = await client.post(url, data=form, headers=self._webhook_headers(signature))
             except httpx.HTTPError as exc:
                 # Twilio does not retry a failed status callback either.
                 self._record(CallbackAttempt("status", url, form, signature, None, repr(exc)))
