@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("hub.queue")
 
 DELIVER_MESSAGE = "hub.messaging.deliver_message"
+DELIVER_MESSAGES = "hub.messaging.deliver_messages"  # a batch of message ids
 HANDLE_EVENTS = "hub.webhooks.handle_events"
 RELAY = "hub.relay"
 EXPAND_BROADCAST = "hub.broadcasts.expand"

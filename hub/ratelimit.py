@@ -1,7 +1,10 @@
 """Rate limits over ``limits``: per tenant by plan (or the tenant's override), per
 client IP on the token endpoint and unauthenticated routes. Redis storage when
 ``HUB_REDIS_URL`` is set, memory otherwise. Fixed one-minute windows, as the
-``X-RateLimit-Reset`` header describes them."""
+``X-RateLimit-Reset`` header describes them.
+
+Sends are paced too (``take_turn``): a moving one-second window per sender lane, so
+however far behind the workers fall, catching up never exceeds the sender's rate."""
 
 from __future__ import annotations
 
@@ -10,9 +13,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from limits import RateLimitItemPerMinute
+from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.storage import MemoryStorage, RedisStorage, Storage
-from limits.strategies import FixedWindowRateLimiter
+from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
 from hub.errors import RateLimited, Unavailable
 from hub.settings import Settings
@@ -48,6 +51,7 @@ class RateLimits:
             storage = MemoryStorage()
         self.storage = storage
         self.limiter = FixedWindowRateLimiter(storage)
+        self.pacer = MovingWindowRateLimiter(storage)
 
     def hit(self, bucket: str, per_minute: int) -> LimitState:
         item = RateLimitItemPerMinute(per_minute)
@@ -57,6 +61,24 @@ class RateLimits:
         except Exception as exc:  # limits wraps every storage error in its own type
             raise Unavailable("rate limit storage unreachable", code="rate_limit_unavailable") from exc
         return LimitState(per_minute, stats.remaining, stats.reset_time, allowed)
+
+    def take_turn(self, lane: str, per_second: float, *, max_wait: float) -> float | None:
+        """Wait until one more send on ``lane`` stays within ``per_second`` over any
+        second (or, under 1/s, one send per ``1/per_second`` seconds) and count it: None
+        once counted, or the seconds still to wait when that is more than ``max_wait``.
+        An unreachable storage does not hold sends back (logged by the caller)."""
+        if per_second >= 1:
+            item = RateLimitItemPerSecond(math.floor(per_second))
+        else:
+            item = RateLimitItemPerSecond(1, math.ceil(1 / per_second))
+        deadline = time.monotonic() + max_wait
+        while True:
+            if self.pacer.hit(item, "pace", lane):
+                return None
+            wait = max(self.pacer.get_window_stats(item, "pace", lane).reset_time - time.time(), 0.001)
+            if time.monotonic() + wait > deadline:
+                return wait
+            time.sleep(min(wait, 0.05))
 
     def check(self, scope: dict[str, Any], bucket: str, per_minute: int) -> LimitState:
         """Count one request against ``bucket``; the headers ride on the response."""

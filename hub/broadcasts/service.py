@@ -15,8 +15,10 @@ Everything is in the database: ``next_expand_at`` is due work the relay publishe
 chunk is one transaction, and a restart resumes where it stopped.
 
 The rate is the lower of the tenant's (its ``messages_per_second`` override, else its
-plan's) and the sender's (``SENDER_RATES``). Retries of failed attempts are not paced:
-they go when their backoff says.
+plan's) and the sender's (``SENDER_RATES``). Slots space the messages out; at send
+time each also waits for its turn on the lane (``hub.ratelimit.take_turn``), so
+workers catching up after a backlog, and retries, which go when their backoff says,
+still never exceed the rate.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import event as sa_event
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from hub.db import transaction, utcnow
@@ -37,13 +38,32 @@ def publish_event(*, session: Session, tenant_id: uuid.UUID, type: str, data: di
     """Write the tenant's event in the caller's transaction; live streams hear of it
     once that commits (and never, if it rolls back). ``type`` must be one of
     ``EVENT_TYPES`` (add a new one there: the stream's ``types=`` filter checks that list)."""
-    if type not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type!r}; add it to hub.events.models.EVENT_TYPES")
+    _check_type(type)
     row = TenantEvent(tenant_id=tenant_id, type=type, data=data, created_at=utcnow())
     session.add(row)
     session.flush()  # the id is the stream's event id
     session.info.setdefault(_PENDING, []).append(Notice(tenant_id, row.id, type))
     return row
+
+
+def publish_events(*, session: Session, events: list[tuple[uuid.UUID, str, dict[str, Any]]]) -> None:
+    """``publish_event`` for ``(tenant_id, type, data)`` each, in one batched INSERT
+    (the ids come back with their tenant and type, so no row order is relied on)."""
+    if not events:
+        return
+    for _, type, _ in events:
+        _check_type(type)
+    now = utcnow()
+    written = session.execute(
+        insert(TenantEvent).returning(TenantEvent.id, TenantEvent.tenant_id, TenantEvent.type),
+        [{"tenant_id": tenant_id, "type": type, "data": data, "created_at": now} for tenant_id, type, data in events])
+    session.info.setdefault(_PENDING, []).extend(Notice(tenant_id, event_id, type)
+                                                 for event_id, tenant_id, type in written)
+
+
+def _check_type(type: str) -> None:
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}; add it to hub.events.models.EVENT_TYPES")
 
 
 @sa_event.listens_for(Session, "after_commit")
@@ -92,6 +112,11 @@ def publish_message_status(*, session: Session, message: Any) -> TenantEvent:
     as it now stands in the database)."""
     return publish_event(session=session, tenant_id=message.tenant_id, type=MESSAGE_STATUS,
                          data=message_data(message))
+
+
+def publish_message_statuses(*, session: Session, messages: list[Any]) -> None:
+    """``publish_message_status`` for many messages, in one INSERT."""
+    publish_events(session=session, events=[(m.tenant_id, MESSAGE_STATUS, message_data(m)) for m in messages])
 
 
 def publish_conversation_updated(*, session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID,

@@ -30,12 +30,14 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from sqlalchemy import select
 
 from connectors.base import (
     MessagingConnector,
@@ -47,7 +49,7 @@ from connectors.base import (
 from hub.contacts.repository import ContactRepository
 from hub.db import new_id, transaction, utcnow
 from hub.errors import HubError, Unavailable
-from hub.events.service import publish_message_status
+from hub.events.service import publish_message_statuses
 from hub.messaging import channels
 from hub.messaging import repository as repo
 from hub.messaging.models import Message, MessageAttempt, MessageStatus
@@ -71,6 +73,8 @@ STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 NO_ANSWER = "no_answer"
 # outcomes after which the next channel of the message's plan takes over
 FALLS_BACK = (MessageStatus.FAILED, MessageStatus.DEAD, MessageStatus.SUPPRESSED)
+# longest a worker waits for a turn on a paced sender lane before deferring the message
+PACE_MAX_WAIT = 5.0
 # a hop is published at once; the relay steps in after this if that publish was lost
 AFTER_HOP_GRACE = timedelta(seconds=2)
 # how far back Twilio's second-resolution date_created may appear to be
@@ -119,6 +123,8 @@ class Claim:
     # the approved WhatsApp template to send instead of the body (WhatsApp Cloud outside
     # the 24-hour window), as checked at claim time
     template: ResolvedTemplate | None = None
+    # a broadcast's message waits for its turn on the sender lane: (lane, messages per second)
+    pace: tuple[str, float] | None = None
 
 
 def retry_delay(attempt: int, *, base: float, cap: float, retry_after: float | None = None) -> float:
@@ -131,63 +137,148 @@ def retry_delay(attempt: int, *, base: float, cap: float, retry_after: float | N
     return delay
 
 
-def lease_for(runtime: Runtime) -> timedelta:
-    return timedelta(seconds=max(LEASE_FLOOR_SECONDS, 3 * runtime.settings.delivery_timeout_seconds))
+def lease_for(runtime: Runtime, messages: int = 1) -> timedelta:
+    """How long a claim of ``messages`` lasts: a batch's calls go one after another."""
+    timeout = runtime.settings.delivery_timeout_seconds
+    return timedelta(seconds=max(LEASE_FLOOR_SECONDS, 3 * timeout) + (messages - 1) * 2 * timeout)
+
+
+@dataclass
+class Called:
+    """One claimed message after its provider call."""
+
+    claim: Claim
+    started_at: datetime | None = None  # when the provider call began (None: no call)
+    provider_message_id: str | None = None
+    recovered: bool = False
+    failure: ProviderError | None = None
+    duration_ms: float = 0.0
+    # the lane had no turn soon enough: no call, the message waits until then
+    deferred_until: datetime | None = None
 
 
 def deliver_message(*, runtime: Runtime, message_id: uuid.UUID) -> str | None:
     """Claim the message and make one delivery attempt; returns its new status, or None
     when there was nothing to claim (sent already, held by another worker, not due)."""
+    return deliver_messages(runtime=runtime, message_ids=[message_id]).get(message_id)
+
+
+def deliver_messages(*, runtime: Runtime, message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    """One delivery attempt for each message this worker can claim: the claims in one
+    transaction, one provider call per message, then every outcome in one transaction.
+    Returns each claimed message's new status (None: not claimed, or the claim was lost).
+
+    Batching keeps the database's share per message small; the provider calls are the
+    same one-per-message calls as ever."""
+    claims = claim_messages(runtime=runtime, message_ids=message_ids)
+    if len(claims) < len(set(message_ids)):
+        log.debug("nothing to claim", unclaimed=len(set(message_ids)) - len(claims))
+    called = [_call(runtime, claim) for claim in claims]
+    return _record(runtime, called)
+
+
+def _call(runtime: Runtime, claim: Claim) -> Called:
+    done = Called(claim, failure=claim.failure)
+    if claim.connector is not None and claim.pace is not None:
+        wait = _take_turn(runtime, *claim.pace)
+        if wait is not None:
+            done.deferred_until = utcnow() + timedelta(seconds=wait)
+            return done
     began = time.perf_counter()
-    claim = claim_message(runtime=runtime, message_id=message_id)
-    if claim is None:
-        log.debug("nothing to claim", message_id=str(message_id))
-        return None
-    provider_message_id, recovered, failure = None, False, claim.failure
+    done.started_at = utcnow()
     if claim.connector is not None:
         try:
-            provider_message_id, recovered = _attempt(runtime, claim.connector, claim)
+            done.provider_message_id, done.recovered = _attempt(runtime, claim.connector, claim)
         except ProviderError as exc:
-            failure = exc
-    return _record(runtime, claim, provider_message_id=provider_message_id, recovered=recovered, failure=failure,
-                   duration_ms=round((time.perf_counter() - began) * 1000, 1))
+            done.failure = exc
+    done.duration_ms = round((time.perf_counter() - began) * 1000, 1)
+    return done
+
+
+def _take_turn(runtime: Runtime, lane: str, per_second: float) -> float | None:
+    """Wait for the lane's next turn; the seconds left when it is further off than
+    ``PACE_MAX_WAIT`` (the message is then deferred, not held past its lease)."""
+    try:
+        return runtime.rate_limits.take_turn(lane, per_second, max_wait=PACE_MAX_WAIT)
+    except Exception as exc:  # limits wraps storage errors in many types
+        log.warning("send pacing unavailable; sending unpaced", lane=lane, error=type(exc).__name__)
+        return None
 
 
 def claim_message(*, runtime: Runtime, message_id: uuid.UUID) -> Claim | None:
-    """Take the message for one attempt with ONE conditional UPDATE, open the attempt's
-    row and re-arm the outbox entry for the end of the lease, in one transaction.
-    None when there is nothing to claim."""
+    """``claim_messages`` for one message; None when there is nothing to claim."""
+    claims = claim_messages(runtime=runtime, message_ids=[message_id])
+    return claims[0] if claims else None
+
+
+def claim_messages(*, runtime: Runtime, message_ids: Sequence[uuid.UUID]) -> list[Claim]:
+    """Take the messages for one attempt each with ONE conditional UPDATE, open the
+    attempts' rows and re-arm their outbox entries for the end of the lease, in one
+    transaction. Only what could be claimed is returned."""
     now = utcnow()
-    lease = lease_for(runtime)
     with transaction(runtime.session_factory) as session:
-        if not repo.claim_for_delivery(session, message_id=message_id, now=now, lease_until=now + lease):
-            return None
-        message = repo.load_message(session, message_id)
-        assert message is not None  # just claimed
-        claim = _open_attempt(session, message, now)
-        repo.arm_outbox(session, message_id=message_id, available_at=now + lease)
-        if not message.consent_exempt and ContactRepository(session, message.tenant_id).opted_out(
-                message.channel, message.to_address):
-            # opted out since it was queued (a scheduled send, a retry): never sent
-            claim.failure = PermanentProviderError(f"the recipient opted out of {message.channel}",
-                                                   code=channels.OPTED_OUT)
-            return claim
-        if message.channel == "email":
-            claim.reply_to, claim.headers = channels.email_headers(session, runtime, message.tenant_id,
-                                                                   message.from_address)
-        try:
-            claim.connector = _connector(runtime, session, message)
-            if claim.connector.kind == WHATSAPP_CLOUD:
-                # the 24-hour window may have closed while the message waited
-                claim.template = check_delivery(session, message=message, now=now)
-        except ProviderError as exc:
-            claim.connector, claim.failure = None, exc
-    return claim
+        claimed = repo.claim_for_delivery(session, message_ids=message_ids, now=now,
+                                          lease_until=now + lease_for(runtime, len(message_ids)))
+        if not claimed:
+            return []
+        messages = repo.load_messages(session, claimed)
+        history = repo.attempts_of_many(session, claimed)
+        order = {mid: i for i, mid in reversed(list(enumerate(message_ids)))}
+        ordered = sorted((messages[mid] for mid in claimed), key=lambda m: order[m.id])
+        claims = [_open_attempt(session, message, history.get(message.id, []), now) for message in ordered]
+        session.flush()
+        repo.arm_outboxes(session, message_ids=claimed, available_at=now + lease_for(runtime, len(message_ids)))
+        opted_out = _opted_out(session, ordered)
+        rates = _broadcast_rates(session, ordered)
+        integrations = {i.id: i for i in session.scalars(select(Integration).where(
+            Integration.id.in_({m.integration_id for m in ordered if m.integration_id is not None})))}
+        for message, claim in zip(ordered, claims, strict=True):
+            if message.id in opted_out:
+                # opted out since it was queued (a scheduled send, a retry): never sent
+                claim.failure = PermanentProviderError(f"the recipient opted out of {message.channel}",
+                                                       code=channels.OPTED_OUT)
+                continue
+            if message.broadcast_id in rates:
+                claim.pace = (f"{message.tenant_id}:{message.channel}", rates[message.broadcast_id])
+            if message.channel == "email":
+                claim.reply_to, claim.headers = channels.email_headers(session, runtime, message.tenant_id,
+                                                                       message.from_address)
+            try:
+                claim.connector = _connector(runtime, session, message, integrations)
+                if claim.connector.kind == WHATSAPP_CLOUD:
+                    # the 24-hour window may have closed while the message waited
+                    claim.template = check_delivery(session, message=message, now=now)
+            except ProviderError as exc:
+                claim.connector, claim.failure = None, exc
+    return claims
 
 
-def _open_attempt(session: Any, message: Message, now: datetime) -> Claim:
-    """Write this attempt's row; settle rows of workers that died; note an unknown outcome."""
-    history = repo.attempts_of(session, message.id)
+def _broadcast_rates(session: Any, messages: list[Message]) -> dict[uuid.UUID, float]:
+    """The rate of each broadcast the messages belong to (the lane's pace)."""
+    from hub.broadcasts.models import Broadcast  # broadcasts build on messaging, not the reverse
+
+    ids = {m.broadcast_id for m in messages if m.broadcast_id is not None}
+    if not ids:
+        return {}
+    rows = session.execute(select(Broadcast.id, Broadcast.rate).where(Broadcast.id.in_(ids)))
+    return {broadcast_id: rate for broadcast_id, rate in rows}
+
+
+def _opted_out(session: Any, messages: list[Message]) -> set[uuid.UUID]:
+    """Which of the messages go to someone who opted out of the message's channel."""
+    asked: dict[tuple[uuid.UUID, str], list[Message]] = {}
+    for message in messages:
+        if not message.consent_exempt:
+            asked.setdefault((message.tenant_id, message.channel), []).append(message)
+    out: set[uuid.UUID] = set()
+    for (tenant_id, channel), group in asked.items():
+        refused = ContactRepository(session, tenant_id).opted_out_among(channel, [m.to_address for m in group])
+        out.update(m.id for m in group if m.to_address in refused)
+    return out
+
+
+def _open_attempt(session: Any, message: Message, history: list[MessageAttempt], now: datetime) -> Claim:
+    """Add this attempt's row; settle rows of workers that died; note an unknown outcome."""
     for earlier in history:
         if earlier.outcome == Outcome.SENDING:
             earlier.outcome = Outcome.LOST
@@ -199,7 +290,6 @@ def _open_attempt(session: Any, message: Message, now: datetime) -> Claim:
     attempt = MessageAttempt(id=new_id(), message_id=message.id, number=(history[-1].number if history else 0) + 1,
                              channel=message.channel, started_at=now, outcome=Outcome.SENDING)
     session.add(attempt)
-    session.flush()
     return Claim(
         message_id=message.id, tenant_id=message.tenant_id, channel=message.channel, to=message.to_address,
         sender=message.from_address, body=message.body,
@@ -210,14 +300,15 @@ def _open_attempt(session: Any, message: Message, now: datetime) -> Claim:
     )
 
 
-def _connector(runtime: Runtime, session: Any, message: Message) -> MessagingConnector:
+def _connector(runtime: Runtime, session: Any, message: Message,
+               integrations: dict[uuid.UUID, Integration]) -> MessagingConnector:
     if message.integration_id is None and message.channel == "email":
         # queued on the platform's default relay (the tenant has no smtp integration)
         try:
             return channels.platform_smtp(runtime, timeout=runtime.settings.delivery_timeout_seconds)
         except HubError as exc:
             raise PermanentProviderError(exc.message, code="integration_missing") from exc
-    integration = session.get(Integration, message.integration_id) if message.integration_id else None
+    integration = integrations.get(message.integration_id) if message.integration_id else None
     if integration is None or integration.tenant_id != message.tenant_id:
         raise PermanentProviderError("the integration this message was queued on was removed",
                                      code="integration_missing")
@@ -287,74 +378,108 @@ def _error_code(exc: ProviderError) -> str:
     return f"http_{exc.status}" if exc.status else NO_ANSWER
 
 
-def _record(runtime: Runtime, claimed: Claim, *, provider_message_id: str | None, recovered: bool,
-            failure: ProviderError | None, duration_ms: float) -> str | None:
-    """Write the attempt's outcome and move the message, if our claim still stands."""
-    settings = runtime.settings
-    now = utcnow()
-    common: dict[str, Any] = {"claimed_until": None, "updated_at": now}
-    retry_in = None
+def _outcome(settings: Any, called: Called, now: datetime) -> tuple[str, Outcome, dict[str, Any], float | None]:
+    """``(status, outcome, message values, retry in seconds)`` of one provider call."""
+    claimed, failure = called.claim, called.failure
+    common: dict[str, Any] = {"updated_at": now}
     if failure is None:
-        status, outcome = MessageStatus.SENT, (Outcome.RECOVERED if recovered else Outcome.SENT)
-        values = {**common, "status": status, "provider_message_id": provider_message_id, "sent_at": now,
-                  "next_attempt_at": None, "error_code": None, "error_message": None}
+        return MessageStatus.SENT, (Outcome.RECOVERED if called.recovered else Outcome.SENT), {
+            **common, "status": MessageStatus.SENT, "provider_message_id": called.provider_message_id,
+            "sent_at": now, "next_attempt_at": None, "error_code": None, "error_message": None}, None
+    code, text = _error_code(failure), failure.message[:2000]
+    retry_in = None
+    if code == channels.OPTED_OUT:
+        status, outcome = MessageStatus.SUPPRESSED, Outcome.SUPPRESSED
+    elif failure.permanent:
+        status, outcome = MessageStatus.FAILED, Outcome.FAILED
+    elif claimed.attempt_count >= claimed.max_attempts:
+        status, outcome = MessageStatus.DEAD, Outcome.DEAD
     else:
-        code, text = _error_code(failure), failure.message[:2000]
-        if code == channels.OPTED_OUT:
-            status, outcome = MessageStatus.SUPPRESSED, Outcome.SUPPRESSED
-        elif failure.permanent:
-            status, outcome = MessageStatus.FAILED, Outcome.FAILED
-        elif claimed.attempt_count >= claimed.max_attempts:
-            status, outcome = MessageStatus.DEAD, Outcome.DEAD
-        else:
-            status, outcome = MessageStatus.RETRYING, Outcome.RETRY
-            retry_in = retry_delay(claimed.attempt_count, base=settings.delivery_retry_base_seconds,
-                                   cap=settings.delivery_retry_cap_seconds, retry_after=failure.retry_after)
-            if code == NO_ANSWER:
-                # the unanswered request may still land: give it as long again as we
-                # waited, so the next attempt's look for it can see it
-                retry_in = max(retry_in, settings.delivery_timeout_seconds)
-        values = {**common, "status": status, "error_code": code, "error_message": text,
-                  "next_attempt_at": now + timedelta(seconds=retry_in) if retry_in is not None else None}
+        status, outcome = MessageStatus.RETRYING, Outcome.RETRY
+        retry_in = retry_delay(claimed.attempt_count, base=settings.delivery_retry_base_seconds,
+                               cap=settings.delivery_retry_cap_seconds, retry_after=failure.retry_after)
+        if code == NO_ANSWER:
+            # the unanswered request may still land: give it as long again as we
+            # waited, so the next attempt's look for it can see it
+            retry_in = max(retry_in, settings.delivery_timeout_seconds)
+    return status, outcome, {**common, "status": status, "error_code": code, "error_message": text,
+                             "next_attempt_at": now + timedelta(seconds=retry_in) if retry_in is not None else None
+                             }, retry_in
+
+
+def _deferral(called: Called, now: datetime) -> dict[str, Any]:
+    """The message as it was before the claim, due again when the lane has a turn."""
+    count = called.claim.attempt_count - 1
+    return {"status": MessageStatus.RETRYING if count else MessageStatus.QUEUED, "attempt_count": count,
+            "next_attempt_at": called.deferred_until, "updated_at": now}
+
+
+def _record(runtime: Runtime, called: list[Called]) -> dict[uuid.UUID, str | None]:
+    """Write the attempts' outcomes and move each message whose claim still stands, in
+    one transaction; returns the new statuses (None where the claim was lost)."""
+    if not called:
+        return {}
+    now = utcnow()
+    deferred = {c.claim.message_id: c for c in called if c.deferred_until is not None}
+    decided = {c.claim.message_id: (c, *_outcome(runtime.settings, c, now)) for c in called
+               if c.deferred_until is None}
+    statuses: dict[uuid.UUID, str | None] = {}
+    hops: list[tuple[Claim, str]] = []
     with transaction(runtime.session_factory) as session:
-        attempt = session.get(MessageAttempt, claimed.attempt_id)
-        if attempt is not None:
-            attempt.outcome = outcome
-            attempt.finished_at = now
-            attempt.error_code = values.get("error_code")
-            attempt.error_message = values.get("error_message")
-        ours = repo.finish_claimed(session, message_id=claimed.message_id, attempt_count=claimed.attempt_count,
-                                   values=values)
-        fell_back = False
-        if ours and status in FALLS_BACK:
-            fell_back = _fall_back(runtime, session, claimed, status, values)
-        if fell_back:
-            previous, status = status, MessageStatus.QUEUED
-            repo.arm_outbox(session, message_id=claimed.message_id, available_at=now + AFTER_HOP_GRACE)
-        elif ours and status == MessageStatus.RETRYING:
-            repo.arm_outbox(session, message_id=claimed.message_id, available_at=values["next_attempt_at"])
-        elif ours:
-            repo.settle_outbox(session, message_id=claimed.message_id)
-        if ours:
-            publish_message_status(session=session, message=session.get(Message, claimed.message_id))  # hub.events
-    if fell_back:
+        repo.finish_attempts(session, [
+            {"id": c.claim.attempt_id, "outcome": outcome, "finished_at": now,
+             "error_code": values.get("error_code"), "error_message": values.get("error_message"),
+             **({"started_at": c.started_at} if c.started_at else {})}
+            for c, _, outcome, values, _ in decided.values()])
+        # a deferred message made no call: it never had this attempt
+        repo.drop_attempts(session, [c.claim.attempt_id for c in deferred.values()])
+        ours = repo.finish_claimed(session, outcomes=[
+            (mid, c.claim.attempt_count, values) for mid, (c, _, _, values, _) in decided.items()] + [
+            (mid, c.claim.attempt_count, _deferral(c, now)) for mid, c in deferred.items()])
+        for mid, c in deferred.items():
+            statuses[mid] = str(_deferral(c, now)["status"]) if mid in ours else None
+            if mid in ours:
+                repo.arm_outbox(session, message_id=mid, available_at=c.deferred_until)
+        if deferred:
+            log.info("paced sends deferred", messages=len(deferred))
+        settled, retrying = [], {}
+        for mid, (c, status, _, values, _) in decided.items():
+            if mid not in ours:
+                statuses[mid] = None
+                continue
+            if status in FALLS_BACK and _fall_back(runtime, session, c.claim, status, values):
+                hops.append((c.claim, status))
+                statuses[mid] = str(MessageStatus.QUEUED)
+                repo.arm_outbox(session, message_id=mid, available_at=now + AFTER_HOP_GRACE)
+            elif status == MessageStatus.RETRYING:
+                statuses[mid] = str(status)
+                retrying[mid] = values["next_attempt_at"]
+            else:
+                statuses[mid] = str(status)
+                settled.append(mid)
+        for mid, at in retrying.items():
+            repo.arm_outbox(session, message_id=mid, available_at=at)
+        repo.settle_outbox(session, message_ids=settled)
+        publish_message_statuses(session=session, messages=list(repo.load_messages(session, list(ours)).values()))
+    for claimed, left_as in hops:
         # the next channel's attempt; should this publish be lost, the relay sends it after the grace
         publish(runtime.celery, DELIVER_MESSAGE, str(claimed.message_id))
         log.info("fell back to the next channel", message_id=str(claimed.message_id), left=claimed.channel,
-                 outcome=str(previous))
-    log.info(
-        "delivery attempt",
-        message_id=str(claimed.message_id), tenant_id=str(claimed.tenant_id), channel=claimed.channel,
-        to=_masked(claimed.to), attempt=claimed.attempt_number, outcome=str(outcome), status=str(status),
-        provider_message_id=provider_message_id, error_code=values.get("error_code"),
-        error=values.get("error_message"), retry_in_s=round(retry_in, 3) if retry_in is not None else None,
-        duration_ms=duration_ms,
-    )
-    if not ours:
-        log.warning("claim lost before the outcome was recorded; the successor decides",
-                    message_id=str(claimed.message_id), attempt=claimed.attempt_number)
-        return None
-    return str(status)
+                 outcome=str(left_as))
+    for mid, (c, status, outcome, values, retry_in) in decided.items():
+        claimed = c.claim
+        log.info(
+            "delivery attempt",
+            message_id=str(mid), tenant_id=str(claimed.tenant_id), channel=claimed.channel,
+            to=_masked(claimed.to), attempt=claimed.attempt_number, outcome=str(outcome),
+            status=str(statuses[mid] or status), provider_message_id=c.provider_message_id,
+            error_code=values.get("error_code"), error=values.get("error_message"),
+            retry_in_s=round(retry_in, 3) if retry_in is not None else None, duration_ms=c.duration_ms,
+        )
+        if statuses[mid] is None:
+            log.warning("claim lost before the outcome was recorded; the successor decides",
+                        message_id=str(mid), attempt=claimed.attempt_number)
+    return statuses
 
 
 def _fall_back(runtime: Runtime, session: Any, claimed: Claim, status: str, values: dict[str, Any]) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -141,60 +141,107 @@ class ConversationRepository:
 # --- delivery: by message id, across tenants ------------------------------------------
 
 
-def claim_for_delivery(session: Session, *, message_id: uuid.UUID, now: datetime, lease_until: datetime) -> bool:
-    """Take the message for one provider call, in ONE conditional UPDATE: it must be
-    due (queued, or retrying with ``next_attempt_at`` passed) or held by a worker whose
-    lease ran out. False when another worker has it or it needs no delivery."""
+def claim_for_delivery(session: Session, *, message_ids: Sequence[uuid.UUID], now: datetime,
+                       lease_until: datetime) -> list[uuid.UUID]:
+    """Take the messages for one provider call each, in ONE conditional UPDATE: a
+    message must be due (queued, or retrying with ``next_attempt_at`` passed) or held
+    by a worker whose lease ran out. Returns the ids taken; the others are another
+    worker's or need no delivery."""
     due = and_(Message.status.in_(CLAIMABLE),
                or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now))
     abandoned = and_(Message.status == MessageStatus.SENDING, Message.claimed_until < now)
-    claimed = session.execute(
+    return list(session.scalars(
         update(Message)
-        .where(Message.id == message_id, Message.direction == Direction.OUTBOUND, or_(due, abandoned))
+        .where(Message.id.in_(list(message_ids)), Message.direction == Direction.OUTBOUND, or_(due, abandoned))
         .values(status=MessageStatus.SENDING, claimed_until=lease_until, attempt_count=Message.attempt_count + 1,
                 updated_at=now)
+        .returning(Message.id)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    return claimed == 1
+    ))
 
 
 def load_message(session: Session, message_id: uuid.UUID) -> Message | None:
     return session.scalar(select(Message).where(Message.id == message_id).execution_options(populate_existing=True))
 
 
+def load_messages(session: Session, message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Message]:
+    rows = session.scalars(select(Message).where(Message.id.in_(list(message_ids)))
+                           .execution_options(populate_existing=True))
+    return {m.id: m for m in rows}
+
+
 def attempts_of(session: Session, message_id: uuid.UUID) -> list[MessageAttempt]:
-    return list(session.scalars(select(MessageAttempt).where(MessageAttempt.message_id == message_id)
-                                .order_by(MessageAttempt.number, MessageAttempt.started_at)))
+    return attempts_of_many(session, [message_id]).get(message_id, [])
 
 
-def finish_claimed(session: Session, *, message_id: uuid.UUID, attempt_count: int, values: dict[str, Any]) -> bool:
-    """Record the outcome of our provider call, only if our claim still stands (a worker
-    whose lease ran out and was replaced must not overwrite its successor)."""
-    moved = session.execute(
+def attempts_of_many(session: Session, message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[MessageAttempt]]:
+    """Each message's attempts, in order."""
+    found: dict[uuid.UUID, list[MessageAttempt]] = {}
+    for attempt in session.scalars(select(MessageAttempt).where(MessageAttempt.message_id.in_(list(message_ids)))
+                                   .order_by(MessageAttempt.number, MessageAttempt.started_at)):
+        found.setdefault(attempt.message_id, []).append(attempt)
+    return found
+
+
+def finish_claimed(session: Session, *, outcomes: Sequence[tuple[uuid.UUID, int, dict[str, Any]]]) -> set[uuid.UUID]:
+    """Record the outcomes ``(message id, attempt_count, values)`` of our provider calls,
+    only where our claim still stands (a worker whose lease ran out and was replaced must
+    not overwrite its successor). Returns the ids recorded.
+
+    The first UPDATE is the check and takes the rows' locks (PostgreSQL) or the write
+    lock (SQLite) at once, so no successor can claim between it and the writes."""
+    if not outcomes:
+        return set()
+    ours = set(session.scalars(
         update(Message)
-        .where(Message.id == message_id, Message.status == MessageStatus.SENDING,
-               Message.attempt_count == attempt_count)
-        .values(**values)
+        .where(tuple_(Message.id, Message.attempt_count).in_([(mid, count) for mid, count, _ in outcomes]),
+               Message.status == MessageStatus.SENDING)
+        .values(claimed_until=None)
+        .returning(Message.id)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    return moved == 1
+    ))
+    rows = [{"id": mid, **values} for mid, _, values in outcomes if mid in ours]
+    if rows:
+        # ORM bulk UPDATE by primary key: one executemany per set of columns
+        session.execute(update(Message), rows)
+    return ours
+
+
+def drop_attempts(session: Session, attempt_ids: Sequence[uuid.UUID]) -> None:
+    """Remove attempt rows of calls that were never made."""
+    if attempt_ids:
+        session.execute(delete(MessageAttempt).where(MessageAttempt.id.in_(list(attempt_ids))))
+
+
+def finish_attempts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Write attempts' outcomes: ``{"id", "outcome", "finished_at", "error_code", "error_message"}`` each."""
+    if rows:
+        session.execute(update(MessageAttempt), list(rows))
 
 
 def arm_outbox(session: Session, *, message_id: uuid.UUID, available_at: datetime) -> None:
     """Ask the relay to publish the message's delivery task at ``available_at``."""
+    arm_outboxes(session, message_ids=[message_id], available_at=available_at)
+
+
+def arm_outboxes(session: Session, *, message_ids: Sequence[uuid.UUID], available_at: datetime) -> None:
+    """``arm_outbox`` for many messages at once (one UPDATE while every entry exists)."""
     armed = session.execute(
-        update(OutboxEntry).where(OutboxEntry.message_id == message_id)
+        update(OutboxEntry).where(OutboxEntry.message_id.in_(list(message_ids)))
         .values(available_at=available_at, published_at=None)
         .execution_options(synchronize_session=False)
     ).rowcount
-    if not armed:
-        insert_ignore(session, OutboxEntry, {"id": new_id(), "message_id": message_id, "available_at": available_at,
-                                             "created_at": utcnow()}, conflict=["message_id"])
+    if armed != len(message_ids):
+        for message_id in message_ids:
+            insert_ignore(session, OutboxEntry, {"id": new_id(), "message_id": message_id,
+                                                 "available_at": available_at, "created_at": utcnow()},
+                          conflict=["message_id"])
 
 
-def settle_outbox(session: Session, *, message_id: uuid.UUID) -> None:
-    """The message reached a final state: nothing is left to publish for it."""
-    session.execute(delete(OutboxEntry).where(OutboxEntry.message_id == message_id))
+def settle_outbox(session: Session, *, message_ids: Sequence[uuid.UUID]) -> None:
+    """The messages reached a final state: nothing is left to publish for them."""
+    if message_ids:
+        session.execute(delete(OutboxEntry).where(OutboxEntry.message_id.in_(list(message_ids))))
 
 
 def due_outbox_entries(session: Session, *, now: datetime, republish_before: datetime,

@@ -51,7 +51,7 @@ from hub.messaging.repository import ConversationRepository, MessageRepository
 from hub.messaging.schemas import ConversationReply, ConversationUpdate, MessageCreate, MessagingSettingsUpdate
 from hub.messaging.segments import MAX_SMS_SEGMENTS  # noqa: F401 - its historic home
 from hub.pagination import Page
-from hub.queue import DELIVER_MESSAGE, outermost_commit, publish
+from hub.queue import DELIVER_MESSAGES, outermost_commit, publish
 from hub.whatsapp.service import template_request as whatsapp_template_request
 from tenants.models import Tenant
 
@@ -69,6 +69,9 @@ AFTER_COMMIT_GRACE = timedelta(seconds=2)
 # (a broker that lost its queue, a worker that failed before claiming).
 REPUBLISH_UNCLAIMED_AFTER = timedelta(minutes=5)
 RELAY_BATCH = 200
+# messages per delivery task: the claim and the record are one transaction per task,
+# and the task's calls go one after another (its lease grows with it)
+DELIVERY_BATCH = 10
 
 SEND_SCOPE = "messages.send"
 REPLY_SCOPE = "conversations.reply"
@@ -263,6 +266,11 @@ def publish_after_commit(session: Session, runtime: Runtime, message_id: uuid.UU
     session.info.setdefault(_PENDING, []).append((runtime, message_id, available_at))
 
 
+def publish_deliveries(runtime: Runtime, message_ids: list[uuid.UUID]) -> bool:
+    """One delivery task for up to ``DELIVERY_BATCH`` messages; False if the broker refused it."""
+    return publish(runtime.celery, DELIVER_MESSAGES, [str(m) for m in message_ids])
+
+
 @event.listens_for(Session, "after_commit")
 def _publish_committed(session: Session) -> None:
     if not outermost_commit(session):
@@ -275,10 +283,11 @@ def _publish_committed(session: Session) -> None:
         by_runtime.setdefault(id(runtime), (runtime, []))[1].append((message_id, available_at))
     for runtime, entries in by_runtime.values():
         published = []
-        for message_id, available_at in entries:
-            if not publish(runtime.celery, DELIVER_MESSAGE, str(message_id)):
+        for start in range(0, len(entries), DELIVERY_BATCH):
+            chunk = entries[start:start + DELIVERY_BATCH]
+            if not publish_deliveries(runtime, [message_id for message_id, _ in chunk]):
                 break  # the broker is down: the rest would wait for the same timeout
-            published.append((message_id, available_at))
+            published.extend(chunk)
         if published:
             try:
                 with runtime.engine.begin() as connection:
@@ -306,10 +315,11 @@ def relay_outbox(*, runtime: Runtime, limit: int = RELAY_BATCH) -> int:
             session.rollback()
             return 0
         published = []
-        for entry_id, message_id in due:
-            if not publish(runtime.celery, DELIVER_MESSAGE, str(message_id)):
+        for start in range(0, len(due), DELIVERY_BATCH):
+            chunk = due[start:start + DELIVERY_BATCH]
+            if not publish_deliveries(runtime, [message_id for _, message_id in chunk]):
                 break  # the broker is down: leave the rest for the next pass
-            published.append(entry_id)
+            published.extend(entry_id for entry_id, _ in chunk)
         outbox.mark_published(session, entry_ids=published, due_by=now, now=utcnow())
         session.commit()
     if published:

@@ -6,7 +6,7 @@ import uuid
 
 from celery import shared_task
 
-from hub.queue import DELIVER_MESSAGE
+from hub.queue import DELIVER_MESSAGE, DELIVER_MESSAGES
 
 
 @shared_task(name=DELIVER_MESSAGE, bind=True, ignore_result=True, acks_late=True)
@@ -14,3 +14,10 @@ def deliver_message_task(self, message_id: str) -> None:
     from hub.messaging.delivery import deliver_message
 
     deliver_message(runtime=self.app.hub_runtime, message_id=uuid.UUID(message_id))
+
+
+@shared_task(name=DELIVER_MESSAGES, bind=True, ignore_result=True, acks_late=True)
+def deliver_messages_task(self, message_ids: list[str]) -> None:
+    from hub.messaging.delivery import deliver_messages
+
+    deliver_messages(runtime=self.app.hub_runtime, message_ids=[uuid.UUID(m) for m in message_ids])

@@ -234,7 +234,7 @@ class TestFanOut:
         # the relay releases each at its slot; the delivery claim refuses it before
         assert [entries[m.id] for m in messages] == slots
         with runtime.session_factory() as session, session.begin():
-            assert not message_repo.claim_for_delivery(session, message_id=messages[-1].id, now=slots[-1]
+            assert not message_repo.claim_for_delivery(session, message_ids=[messages[-1].id], now=slots[-1]
                                                        - timedelta(milliseconds=5), lease_until=utcnow())
 
     def test_two_broadcasts_of_a_tenant_share_its_lane(self, client, runtime, acme):
@@ -300,10 +300,10 @@ class TestCountsAndCancel:
         with runtime.session_factory() as session, session.begin():
             for m in messages[:3]:
                 session.execute(update(Message).where(Message.id == m.id).values(next_attempt_at=utcnow()))
-                assert message_repo.claim_for_delivery(session, message_id=m.id, now=utcnow(),
+                assert message_repo.claim_for_delivery(session, message_ids=[m.id], now=utcnow(),
                                                        lease_until=utcnow() + timedelta(minutes=1))
             session.execute(update(Message).where(Message.id == messages[0].id).values(status="sent"))
-            message_repo.settle_outbox(session, message_id=messages[0].id)
+            message_repo.settle_outbox(session, message_ids=[messages[0].id])
 
         r = client.post(f"/v1/broadcasts/{bid}/cancel", headers=headers)
         assert r.status_code == 200, r.text
@@ -315,7 +315,7 @@ class TestCountsAndCancel:
         assert waiting == {messages[1].id, messages[2].id}  # the claimed ones finish
         # a worker that picks up a canceled message finds nothing to claim
         with runtime.session_factory() as session, session.begin():
-            assert not message_repo.claim_for_delivery(session, message_id=messages[5].id,
+            assert not message_repo.claim_for_delivery(session, message_ids=[messages[5].id],
                                                        now=utcnow() + timedelta(hours=1),
                                                        lease_until=utcnow() + timedelta(hours=2))
         again = client.post(f"/v1/broadcasts/{bid}/cancel", headers=headers)

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from celery.signals import task_postrun
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from connectors.base import OutboundMessage
 from hub.db import utcnow
-from hub.messaging import service
-from hub.messaging.delivery import claim_message, deliver_message, retry_delay
+from hub.messaging import delivery, service
+from hub.messaging.delivery import claim_message, deliver_message, deliver_messages, retry_delay
 from hub.messaging.models import Message, OutboxEntry
 from hub.messaging.schemas import MessageCreate
 from hub.messaging.service import relay_outbox
@@ -254,6 +254,84 @@ class TestNeverTwice:
         assert attempts(done) == [(1, "lost", None), (2, "sent", None)]
         assert done["provider_message_id"] != earlier["provider_message_id"]
         assert len(sent_to(hub, CUSTOMER)) == 2
+
+
+class TestBatches:
+    """One task delivers several messages: one claim, one call each, one record."""
+
+    def test_each_message_of_a_batch_gets_its_own_outcome(self, hub, acme):
+        refused, busy, held = "+5511977770001", "+5511977770002", "+5511977770003"
+        fine = [queue_quietly(hub, acme, to=f"+551197777100{i}") for i in range(3)]
+        ids = {name: queue_quietly(hub, acme, to=to) for name, to in
+               (("refused", refused), ("busy", busy), ("held", held))}
+        hub.sandbox.twilio.inject_failure("api_error", number=refused, code=21211)
+        hub.sandbox.twilio.inject_failure("http_503", number=busy, resource="messages")
+        claim_message(runtime=hub.runtime, message_id=uuid.UUID(ids["held"])).connector.close()  # another worker's
+
+        statuses = deliver_messages(runtime=hub.runtime, message_ids=[uuid.UUID(m) for m in [*fine, *ids.values()]])
+
+        assert {str(k): v for k, v in statuses.items()} == {
+            **{m: "sent" for m in fine}, ids["refused"]: "failed", ids["busy"]: "retrying"}
+        assert attempts(get_message(hub, acme, ids["refused"])) == [(1, "failed", "21211")]
+        assert attempts(get_message(hub, acme, ids["busy"]))[0] == (1, "retry", "20503")  # then the relay retries
+        assert get_message(hub, acme, ids["held"])["status"] == "sending"
+        for message_id in fine:
+            assert attempts(get_message(hub, acme, message_id)) == [(1, "sent", None)]
+        assert len(sent_to(hub, held)) == 0 and len(sent_to(hub, refused)) == 0
+
+    def test_a_batch_of_ten_costs_the_database_about_what_one_message_does(self, hub, acme):
+        me = threading.get_ident()
+
+        def statements_for(n: int) -> int:
+            ids = [uuid.UUID(queue_quietly(hub, acme, to=f"+55119666{n:02d}{i:03d}")) for i in range(n)]
+            count = 0
+
+            def counted(*_args, **_kwargs) -> None:
+                nonlocal count
+                count += threading.get_ident() == me  # the relay and the worker share the engine
+
+            event.listen(hub.runtime.engine, "before_cursor_execute", counted)
+            try:
+                assert set(deliver_messages(runtime=hub.runtime, message_ids=ids).values()) == {"sent"}
+            finally:
+                event.remove(hub.runtime.engine, "before_cursor_execute", counted)
+            return count
+
+        statements_for(1)  # the first builds the connector (the vault, the integration)
+        one, ten = statements_for(1), statements_for(10)
+        assert ten <= one + 3, (one, ten)
+
+
+class TestPacing:
+    def test_a_broadcast_message_without_a_turn_on_its_lane_is_deferred_not_attempted(self, hub, acme,
+                                                                                       monkeypatch):
+        later = (utcnow() + timedelta(days=1)).isoformat()
+        # a scheduled broadcast: nothing of its own goes today
+        r = hub.http.post("/v1/broadcasts", headers=acme.headers, json={
+            "template": "welcome", "data": {"business_name": "Clínica"}, "channel": "sms",
+            "recipients": [{"to": "+5511955550000", "data": {"customer_name": "Ana"}}], "send_at": later})
+        assert r.status_code == 202, r.text
+        message_id = queue_quietly(hub, acme)
+        with hub.runtime.session_factory() as session, session.begin():
+            session.execute(update(Message).where(Message.id == uuid.UUID(message_id))
+                            .values(broadcast_id=uuid.UUID(r.json()["id"])))
+        rate, lane = r.json()["rate"], f"{acme.tenant_id}:sms"
+        monkeypatch.setattr(delivery, "PACE_MAX_WAIT", 0.0)  # defer at once rather than wait for the turn
+        while hub.runtime.rate_limits.take_turn(lane, rate, max_wait=0) is None:
+            pass  # another worker used up the lane's turns
+
+        before = utcnow()
+        assert deliver_messages(runtime=hub.runtime, message_ids=[uuid.UUID(message_id)]) == {
+            uuid.UUID(message_id): "queued"}
+        deferred = get_message(hub, acme, message_id)
+        assert (deferred["status"], deferred["attempts"]) == ("queued", [])
+        assert sent_to(hub, CUSTOMER) == []
+        entry = outbox_entry(hub.runtime, message_id)
+        assert before < entry.available_at.replace(tzinfo=entry.available_at.tzinfo or UTC) \
+            <= before + timedelta(seconds=1 / rate + 0.5)
+        # the relay hands it over when the lane has a turn again: one attempt, sent
+        done = wait_for_status(hub, acme, message_id, "delivered")
+        assert attempts(done) == [(1, "sent", None)]
 
 
 class TestOutboxRelay:
