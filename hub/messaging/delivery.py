@@ -1,4 +1,9 @@
-"""Delivering one outbound message: claim it, call the provider once, record the outcome.
+"""Delivering outbound messages: claim them, call the provider once for each, record the outcomes.
+
+A task carries a batch of message ids (``DELIVERY_BATCH``): the claims are one
+transaction and the outcomes another, so the database's share per message stays
+small; the provider calls are one per message, one after another, and the lease
+covers them all.
 
 Never twice, as far as the provider lets us know:
 
