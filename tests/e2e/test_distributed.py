@@ -18,6 +18,7 @@ from sqlalchemy import text
 from connectors.sandbox.app import create_sandbox_app
 from connectors.sandbox.server import ThreadedServer, free_port
 from hub.app import create_app
+from hub.ratelimit import RateLimits
 from hub.runtime import build_runtime
 from hub.settings import Settings
 from tests.conftest import TEST_MASTER_KEYS, redis_prefix
@@ -66,6 +67,10 @@ class Deployment:
         settings = Settings(**{k.removeprefix("HUB_").lower(): v for k, v in self.env.items()},
                             port=port, embedded_worker=False, relay_in_process=relay_in_process)
         self.runtime = build_runtime(settings)
+        # Cutting the proxy takes the broker away, not the API's rate-limit store: that
+        # one fails closed (a 503 on every request, tests/test_ratelimit.py) and would
+        # hide what these tests are about. So the API counts on Redis directly.
+        self.runtime.rate_limits = RateLimits(settings.model_copy(update={"redis_url": redis_url}))
         self.server = ThreadedServer(create_app(runtime=self.runtime), port=port).start()
         self.http = httpx.Client(base_url=self.url, timeout=30)
         self.workers: list[subprocess.Popen] = []
