@@ -183,8 +183,11 @@ class Connector:
         base_url: str | None = None,
         timeout: float = 10.0,
     ) -> None:
-        self.credentials = credentials
+        # Every connector takes its own credentials model (or its fields, from a mapping
+        # or another model) and its config model, so subclasses need not check either.
+        self.credentials = self.credentials_model.model_validate(credentials, from_attributes=True)
         self.config = dict(config or {})
+        self.settings = self.config_model.model_validate(self.config) if self.config_model else None
         # None means the real provider; the hub passes the sandbox's URL in development.
         self.base_url = base_url
         self.timeout = timeout

@@ -97,8 +97,6 @@ class GoogleCalendarConnector(CalendarConnector):
         oauth_client: GoogleOAuthClient | None = None,
         token_refresher: TokenRefresher | None = None,
     ) -> None:
-        if not isinstance(credentials, GoogleCalendarCredentials):
-            credentials = GoogleCalendarCredentials.model_validate(credentials.model_dump())
         super().__init__(credentials=credentials, config=config, base_url=base_url, timeout=timeout)
         if oauth_client is None and base_url is not None:
             oauth_client = GoogleOAuthClient.for_sandbox(base_url)

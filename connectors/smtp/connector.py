@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Mapping
 from contextlib import contextmanager
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -121,19 +120,8 @@ class SmtpConnector(MessagingConnector):
     event_types: ClassVar[frozenset[str]] = frozenset()
     channels: ClassVar[frozenset[str]] = frozenset({"email"})
 
-    def __init__(
-        self,
-        *,
-        credentials: BaseModel,
-        config: Mapping[str, Any] | None = None,
-        base_url: str | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        if not isinstance(credentials, SmtpCredentials):
-            raise TypeError(f"expected SmtpCredentials, got {type(credentials).__name__}")
-        super().__init__(credentials=credentials, config=config, base_url=base_url, timeout=timeout)
-        self.smtp_credentials: SmtpCredentials = credentials
-        self.settings = SmtpConfig.model_validate(self.config)
+    credentials: SmtpCredentials
+    settings: SmtpConfig
 
     # --- webhooks: SMTP has none; fail closed (see the module docstring) ---------------
     @classmethod
@@ -152,7 +140,7 @@ class SmtpConnector(MessagingConnector):
     @contextmanager
     def _session(self):
         """A connected, secured and (when configured) authenticated SMTP session."""
-        creds = self.smtp_credentials
+        creds = self.credentials
         helo = self.settings.helo_hostname or domain_of(creds.from_address)
         context = ssl.create_default_context()
         if creds.security == "tls":
@@ -180,7 +168,7 @@ class SmtpConnector(MessagingConnector):
         """Deliver one e-mail; returns the Message-ID we generated as the provider id."""
         if message.channel not in self.channels:
             raise PermanentProviderError(f"SMTP cannot send on channel {message.channel!r}")
-        creds = self.smtp_credentials
+        creds = self.credentials
         message_id = message_id_for(from_address=creds.from_address, idempotency_key=message.idempotency_key)
         email = compose_email(
             message, from_address=creds.from_address, from_name=creds.from_name, message_id=message_id

@@ -116,10 +116,9 @@ class TwilioConnector(MessagingConnector):
         base_url: str | None = None,
         timeout: float = 10.0,
     ) -> None:
-        credentials = TwilioCredentials.model_validate(credentials, from_attributes=True)
         super().__init__(credentials=credentials, config=config, base_url=base_url, timeout=timeout)
-        self.credentials: TwilioCredentials = credentials
-        self.settings = TwilioConfig.model_validate(self.config)
+        self.credentials: TwilioCredentials
+        self.settings: TwilioConfig
         self._http = RedirectedHttpClient(base_url=base_url, timeout=timeout)
         self._clients: dict[str, Client] = {}
 

@@ -103,19 +103,8 @@ class WhatsAppCloudConnector(MessagingConnector):
     channels: ClassVar[frozenset[str]] = frozenset({"whatsapp"})
     routes_per_event: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        *,
-        credentials: BaseModel,
-        config: Mapping[str, Any] | None = None,
-        base_url: str | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        if not isinstance(credentials, WhatsAppCloudCredentials):
-            raise TypeError(f"expected WhatsAppCloudCredentials, got {type(credentials).__name__}")
-        super().__init__(credentials=credentials, config=config, base_url=base_url, timeout=timeout)
-        self.whatsapp_credentials: WhatsAppCloudCredentials = credentials
-        self.settings = WhatsAppCloudConfig.model_validate(self.config)
+    credentials: WhatsAppCloudCredentials
+    settings: WhatsAppCloudConfig
 
     # --- webhooks -------------------------------------------------------------
     @classmethod
@@ -157,7 +146,7 @@ class WhatsAppCloudConnector(MessagingConnector):
 
     # --- provider calls -------------------------------------------------------
     def _client(self) -> httpx.Client:
-        token = self.whatsapp_credentials.access_token.get_secret_value()
+        token = self.credentials.access_token.get_secret_value()
         return httpx.Client(
             base_url=self.base_url or GRAPH_URL,
             timeout=self.timeout,
@@ -232,7 +221,7 @@ class WhatsAppCloudConnector(MessagingConnector):
         payload = self.message_payload(message)
         with self._client() as client:
             answer = self._request(
-                client, "POST", self._path(self.whatsapp_credentials.phone_number_id, "messages"), json=payload
+                client, "POST", self._path(self.credentials.phone_number_id, "messages"), json=payload
             )
         messages = answer.get("messages")
         first = messages[0] if isinstance(messages, list) and messages and isinstance(messages[0], dict) else {}
@@ -246,7 +235,7 @@ class WhatsAppCloudConnector(MessagingConnector):
     def list_message_templates(self, *, page_size: int = 100, max_pages: int = 100) -> list[ProviderTemplate]:
         """Every template of the WhatsApp Business account, following Graph paging."""
         templates: list[ProviderTemplate] = []
-        path = self._path(self.whatsapp_credentials.waba_id, "message_templates")
+        path = self._path(self.credentials.waba_id, "message_templates")
         params: dict[str, Any] = {
             "limit": page_size,
             "fields": "name,language,status,category,components,parameter_format",
@@ -277,7 +266,7 @@ class WhatsAppCloudConnector(MessagingConnector):
                 answer = self._request(
                     client,
                     "GET",
-                    self._path(self.whatsapp_credentials.phone_number_id),
+                    self._path(self.credentials.phone_number_id),
                     params={"fields": "display_phone_number,verified_name,quality_rating"},
                 )
         except ProviderError as exc:

@@ -41,10 +41,11 @@ from hub.broadcasts.schemas import BroadcastCreate
 from hub.db import new_id, transaction, utcnow
 from hub.errors import Conflict, HubError, Invalid, NotFound
 from hub.messaging.addresses import InvalidAddress, normalize_address
+from hub.messaging.channels import region_of
 from hub.messaging.channels import sender_for as _sender
 from hub.messaging.models import Direction, Message, MessageStatus, OutboxEntry
 from hub.messaging.rendering import RenderedMessage, TemplateError
-from hub.messaging.service import MAX_SMS_SEGMENTS, _region_of
+from hub.messaging.segments import MAX_SMS_SEGMENTS
 from hub.pagination import Page
 from hub.queue import EXPAND_BROADCAST, enqueue_after_commit, publish
 from tenants.models import Tenant
@@ -250,7 +251,7 @@ def _audience(session: Session, tenant_id: uuid.UUID, broadcast_in: BroadcastCre
     problems = _Problems()
     candidates: list[_Recipient | None] = []
     if broadcast_in.recipients is not None:
-        region = _region_of(session, tenant_id)
+        region = region_of(session, tenant_id)
         for index, recipient_in in enumerate(broadcast_in.recipients):
             try:
                 address = normalize_address(channel, recipient_in.to, default_region=region)

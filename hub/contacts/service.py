@@ -39,10 +39,10 @@ from hub.contacts.schemas import (
 from hub.db import utcnow
 from hub.errors import Conflict, HubError, Invalid, NotFound
 from hub.messaging.addresses import InvalidAddress, normalize_email, normalize_phone
+from hub.messaging.channels import region_of
 from hub.messaging.inbound import contact_address
 from hub.messaging.models import CLAIMABLE, Conversation, Direction, Message, MessageStatus, OutboxEntry
 from hub.messaging.schemas import ConversationReply
-from hub.messaging.service import _region_of as region_of
 from hub.messaging.service import reply_to_conversation
 from hub.pagination import Page
 from hub.webhooks.models import WebhookEvent

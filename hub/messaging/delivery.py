@@ -438,13 +438,14 @@ def _record(runtime: Runtime, called: list[Called]) -> dict[uuid.UUID, str | Non
             for c, _, outcome, values, _ in decided.values()])
         # a deferred message made no call: it never had this attempt
         repo.drop_attempts(session, [c.claim.attempt_id for c in deferred.values()])
+        deferrals = {mid: _deferral(c, now) for mid, c in deferred.items()}
         ours = repo.finish_claimed(session, outcomes=[
             (mid, c.claim.attempt_count, values) for mid, (c, _, _, values, _) in decided.items()] + [
-            (mid, c.claim.attempt_count, _deferral(c, now)) for mid, c in deferred.items()])
-        for mid, c in deferred.items():
-            statuses[mid] = str(_deferral(c, now)["status"]) if mid in ours else None
+            (mid, deferred[mid].claim.attempt_count, values) for mid, values in deferrals.items()])
+        for mid, values in deferrals.items():
+            statuses[mid] = str(values["status"]) if mid in ours else None
             if mid in ours:
-                repo.arm_outbox(session, message_id=mid, available_at=c.deferred_until)
+                repo.arm_outbox(session, message_id=mid, available_at=values["next_attempt_at"])
         if deferred:
             log.info("paced sends deferred", messages=len(deferred))
         settled, retrying = [], {}

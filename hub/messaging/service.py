@@ -251,10 +251,6 @@ def _queue(session: Session, runtime: Runtime, tenant_id: uuid.UUID, *, candidat
     return QueuedMessage(message)
 
 
-def _region_of(session: Session, tenant_id: uuid.UUID) -> str:
-    return channels.region_of(session, tenant_id)
-
-
 # --- after-commit publishing --------------------------------------------------------
 
 _PENDING = "hub_outbox_after_commit"
@@ -349,7 +345,7 @@ def list_messages(*, session: Session, tenant_id: uuid.UUID, limit: int, cursor:
     """One page of the tenant's messages, newest first (``status=dead`` is the dead-letter queue)."""
     if to:
         try:
-            to = normalize_phone(to, default_region=_region_of(session, tenant_id))
+            to = normalize_phone(to, default_region=channels.region_of(session, tenant_id))
         except InvalidAddress as exc:
             raise Invalid(f"to: {exc}", code="invalid_address") from None
     return MessageRepository(session, tenant_id).list(limit=limit, cursor=cursor, status=status, channel=channel,
