@@ -18,7 +18,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-import requests
 from pydantic import BaseModel
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.response import Response
@@ -40,7 +39,7 @@ from connectors.base import (
     WebhookRequest,
 )
 from connectors.twilio.schemas import TwilioConfig, TwilioCredentials
-from connectors.twilio.transport import RedirectedHttpClient
+from connectors.twilio.transport import RedirectedHttpClient, TransportError, TransportTimeout
 
 WHATSAPP = "whatsapp:"
 SIGNATURE_HEADER = "x-twilio-signature"
@@ -235,9 +234,9 @@ class TwilioConnector(MessagingConnector):
                 raise TransientProviderError(f"{action}: {exc}") from exc
             code, message = _error_body(response)
             raise self._refusal(action, response.status_code, code, message) from exc
-        except requests.Timeout as exc:
+        except TransportTimeout as exc:
             raise TransientProviderError(f"{action}: no answer from Twilio within {self.timeout}s") from exc
-        except requests.RequestException as exc:
+        except TransportError as exc:
             raise TransientProviderError(f"{action}: {type(exc).__name__}: {exc}") from exc
 
     def _refusal(self, action: str, status: int, code: int | None, message: str) -> ProviderError:
