@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
 from connectors.registry import ConnectorRegistry, load_registry
 from hub.auth.keys import KeyRing
@@ -52,6 +52,9 @@ def build_runtime(settings: Settings) -> Runtime:
     # resolves whichever command the process runs
     import hub.tables  # noqa: F401
 
+    # now, once: else the first query of each model waits on SQLAlchemy's configure
+    # lock, with every worker thread of a busy process queued behind it
+    configure_mappers()
     engine = make_engine(settings.effective_database_url)
     vault = Vault(settings.master_key_ring)
     runtime = Runtime(

@@ -105,9 +105,13 @@ class EventBus:
 
                 self._redis = redis.Redis.from_url(self.redis_url, socket_connect_timeout=_REDIS_TIMEOUT,
                                                    socket_timeout=_REDIS_TIMEOUT)
-            pipe = self._redis.pipeline(transaction=False)
+            # one message per tenant and commit: a delivery batch commits many events at once
+            by_tenant: dict[uuid.UUID, list[list[Any]]] = {}
             for n in notices:
-                pipe.publish(f"{self.channel_prefix}{n.tenant_id}", json.dumps({"id": n.event_id, "type": n.type}))
+                by_tenant.setdefault(n.tenant_id, []).append([n.event_id, n.type])
+            pipe = self._redis.pipeline(transaction=False)
+            for tenant_id, events in by_tenant.items():
+                pipe.publish(f"{self.channel_prefix}{tenant_id}", json.dumps(events))
             pipe.execute()
         except Exception as exc:  # redis raises many types; the streams catch up from the database
             log.warning("event notice not published; streams catch up at their heartbeat",
@@ -219,9 +223,7 @@ class EventBus:
                 ready.set()
                 async for msg in pubsub.listen():
                     if msg["type"] == "pmessage":
-                        notice = self._parse(msg["channel"], msg["data"])
-                        if notice is not None:
-                            self.fan_out([notice])
+                        self.fan_out(self._parse(msg["channel"], msg["data"]))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # connection lost: retry; streams catch up from the database
@@ -234,14 +236,15 @@ class EventBus:
                 except Exception:  # noqa: S110 - closing a broken connection
                     pass
 
-    def _parse(self, channel: bytes | str, data: bytes | str) -> Notice | None:
+    def _parse(self, channel: bytes | str, data: bytes | str) -> list[Notice]:
+        """A published message: ``[[event id, type], …]`` of the channel's tenant."""
         try:
             channel = channel.decode() if isinstance(channel, bytes) else channel
-            body = json.loads(data)
-            return Notice(uuid.UUID(channel.removeprefix(self.channel_prefix)), int(body["id"]), str(body["type"]))
+            tenant_id = uuid.UUID(channel.removeprefix(self.channel_prefix))
+            return [Notice(tenant_id, int(event_id), str(type)) for event_id, type in json.loads(data)]
         except (ValueError, KeyError, TypeError):
             log.warning("malformed event notice ignored", channel=str(channel))
-            return None
+            return []
 
     def close(self) -> None:
         if self._redis is not None:

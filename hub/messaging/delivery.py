@@ -39,10 +39,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from connectors.base import (
     MessagingConnector,
@@ -57,7 +58,7 @@ from hub.errors import HubError, Unavailable
 from hub.events.service import publish_message_statuses
 from hub.messaging import channels
 from hub.messaging import repository as repo
-from hub.messaging.models import Message, MessageAttempt, MessageStatus
+from hub.messaging.models import Message, MessageStatus
 from hub.messaging.repository import MessageRepository
 from hub.providers import pooled_connector_for
 from hub.queue import DELIVER_MESSAGE, publish
@@ -143,9 +144,11 @@ def retry_delay(attempt: int, *, base: float, cap: float, retry_after: float | N
 
 
 def lease_for(runtime: Runtime, messages: int = 1) -> timedelta:
-    """How long a claim of ``messages`` lasts: a batch's calls go one after another."""
+    """How long a claim of ``messages`` lasts: a batch's calls go one after another, each
+    perhaps after a wait for its turn on a paced lane."""
     timeout = runtime.settings.delivery_timeout_seconds
-    return timedelta(seconds=max(LEASE_FLOOR_SECONDS, 3 * timeout) + (messages - 1) * 2 * timeout)
+    return timedelta(seconds=max(LEASE_FLOOR_SECONDS, 3 * timeout + PACE_MAX_WAIT)
+                     + (messages - 1) * (2 * timeout + PACE_MAX_WAIT))
 
 
 @dataclass
@@ -221,18 +224,24 @@ def claim_messages(*, runtime: Runtime, message_ids: Sequence[uuid.UUID]) -> lis
     attempts' rows and re-arm their outbox entries for the end of the lease, in one
     transaction. Only what could be claimed is returned."""
     now = utcnow()
+    lease_until = now + lease_for(runtime, len(message_ids))
     with transaction(runtime.session_factory) as session:
-        claimed = repo.claim_for_delivery(session, message_ids=message_ids, now=now,
-                                          lease_until=now + lease_for(runtime, len(message_ids)))
+        claimed = repo.claim_for_delivery(session, message_ids=message_ids, now=now, lease_until=lease_until)
         if not claimed:
             return []
-        messages = repo.load_messages(session, claimed)
-        history = repo.attempts_of_many(session, claimed)
+        history = repo.attempts_of_many(session, [m.id for m in claimed])
         order = {mid: i for i, mid in reversed(list(enumerate(message_ids)))}
-        ordered = sorted((messages[mid] for mid in claimed), key=lambda m: order[m.id])
-        claims = [_open_attempt(session, message, history.get(message.id, []), now) for message in ordered]
-        session.flush()
-        repo.arm_outboxes(session, message_ids=claimed, available_at=now + lease_for(runtime, len(message_ids)))
+        ordered = sorted(claimed, key=lambda m: order[m.id])
+        claims = [_open_attempt(message, history.get(message.id, []), now) for message in ordered]
+        # attempts of workers that died before recording an outcome
+        repo.settle_attempts(session, [a.id for m in ordered for a in history.get(m.id, ())
+                                       if a.outcome == Outcome.SENDING],
+                             outcome=Outcome.LOST, finished_at=now,
+                             error_message="the worker stopped before recording the outcome")
+        repo.open_attempts(session, [{"id": c.attempt_id, "message_id": c.message_id, "number": c.attempt_number,
+                                      "channel": c.channel, "started_at": now, "outcome": Outcome.SENDING}
+                                     for c in claims])
+        repo.arm_outboxes(session, message_ids=[m.id for m in ordered], available_at=lease_until)
         opted_out = _opted_out(session, ordered)
         rates = _broadcast_rates(session, ordered)
         integrations = {i.id: i for i in session.scalars(select(Integration).where(
@@ -258,7 +267,7 @@ def claim_messages(*, runtime: Runtime, message_ids: Sequence[uuid.UUID]) -> lis
     return claims
 
 
-def _broadcast_rates(session: Any, messages: list[Message]) -> dict[uuid.UUID, float]:
+def _broadcast_rates(session: Any, messages: list[Row[Any]]) -> dict[uuid.UUID, float]:
     """The rate of each broadcast the messages belong to (the lane's pace)."""
     from hub.broadcasts.models import Broadcast  # broadcasts build on messaging, not the reverse
 
@@ -269,9 +278,9 @@ def _broadcast_rates(session: Any, messages: list[Message]) -> dict[uuid.UUID, f
     return {broadcast_id: rate for broadcast_id, rate in rows}
 
 
-def _opted_out(session: Any, messages: list[Message]) -> set[uuid.UUID]:
+def _opted_out(session: Any, messages: list[Row[Any]]) -> set[uuid.UUID]:
     """Which of the messages go to someone who opted out of the message's channel."""
-    asked: dict[tuple[uuid.UUID, str], list[Message]] = {}
+    asked: dict[tuple[uuid.UUID, str], list[Row[Any]]] = {}
     for message in messages:
         if not message.consent_exempt:
             asked.setdefault((message.tenant_id, message.channel), []).append(message)
@@ -282,30 +291,24 @@ def _opted_out(session: Any, messages: list[Message]) -> set[uuid.UUID]:
     return out
 
 
-def _open_attempt(session: Any, message: Message, history: list[MessageAttempt], now: datetime) -> Claim:
-    """Add this attempt's row; settle rows of workers that died; note an unknown outcome."""
-    for earlier in history:
-        if earlier.outcome == Outcome.SENDING:
-            earlier.outcome = Outcome.LOST
-            earlier.finished_at = now
-            earlier.error_message = "the worker stopped before recording the outcome"
+def _open_attempt(message: Row[Any], history: list[Row[Any]], now: datetime) -> Claim:
+    """This attempt of the claimed message, noting an earlier one whose outcome is unknown."""
     # this round's earlier attempts (the retry endpoint starts a new round at 0)
     round_ = history[-(message.attempt_count - 1):] if message.attempt_count > 1 else []
-    unsure = [a.started_at for a in round_ if a.outcome == Outcome.LOST or a.error_code == NO_ANSWER]
-    attempt = MessageAttempt(id=new_id(), message_id=message.id, number=(history[-1].number if history else 0) + 1,
-                             channel=message.channel, started_at=now, outcome=Outcome.SENDING)
-    session.add(attempt)
+    unsure = [a.started_at for a in round_
+              if a.outcome in (Outcome.SENDING, Outcome.LOST) or a.error_code == NO_ANSWER]
     return Claim(
         message_id=message.id, tenant_id=message.tenant_id, channel=message.channel, to=message.to_address,
         sender=message.from_address, body=message.body,
         media_urls=tuple(m["url"] for m in message.media or [] if isinstance(m, dict) and m.get("url")),
-        attempt_id=attempt.id, attempt_number=attempt.number, attempt_count=message.attempt_count,
-        max_attempts=message.max_attempts, unsure_since=min(unsure) if unsure else None,
+        attempt_id=new_id(), attempt_number=(history[-1].number if history else 0) + 1,
+        attempt_count=message.attempt_count, max_attempts=message.max_attempts,
+        unsure_since=min(unsure) if unsure else None,
         subject=message.subject, html=message.html, provider_template=message.provider_template,
     )
 
 
-def _connector(runtime: Runtime, session: Any, message: Message,
+def _connector(runtime: Runtime, session: Any, message: Row[Any],
                integrations: dict[uuid.UUID, Integration]) -> MessagingConnector:
     if message.integration_id is None and message.channel == "email":
         # queued on the platform's default relay (the tenant has no smtp integration)
@@ -442,9 +445,12 @@ def _record(runtime: Runtime, called: list[Called]) -> dict[uuid.UUID, str | Non
         ours = repo.finish_claimed(session, outcomes=[
             (mid, c.claim.attempt_count, values) for mid, (c, _, _, values, _) in decided.items()] + [
             (mid, deferred[mid].claim.attempt_count, values) for mid, values in deferrals.items()])
+        # what each status event says: the row as the claim left it, with the outcome written
+        now_stands: dict[uuid.UUID, Any] = {}
         for mid, values in deferrals.items():
             statuses[mid] = str(values["status"]) if mid in ours else None
             if mid in ours:
+                now_stands[mid] = _as_written(ours[mid], status=values["status"])
                 repo.arm_outbox(session, message_id=mid, available_at=values["next_attempt_at"])
         if deferred:
             log.info("paced sends deferred", messages=len(deferred))
@@ -453,8 +459,10 @@ def _record(runtime: Runtime, called: list[Called]) -> dict[uuid.UUID, str | Non
             if mid not in ours:
                 statuses[mid] = None
                 continue
-            if status in FALLS_BACK and _fall_back(runtime, session, c.claim, status, values):
+            now_stands[mid] = _as_written(ours[mid], status=values["status"], error_code=values.get("error_code"))
+            if status in FALLS_BACK and (moved := _fall_back(runtime, session, c.claim, status, values)):
                 hops.append((c.claim, status))
+                now_stands[mid] = moved
                 statuses[mid] = str(MessageStatus.QUEUED)
                 repo.arm_outbox(session, message_id=mid, available_at=now + AFTER_HOP_GRACE)
             elif status == MessageStatus.RETRYING:
@@ -466,7 +474,7 @@ def _record(runtime: Runtime, called: list[Called]) -> dict[uuid.UUID, str | Non
         for mid, at in retrying.items():
             repo.arm_outbox(session, message_id=mid, available_at=at)
         repo.settle_outbox(session, message_ids=settled)
-        publish_message_statuses(session=session, messages=list(repo.load_messages(session, list(ours)).values()))
+        publish_message_statuses(session=session, messages=list(now_stands.values()))
     for claimed, left_as in hops:
         # the next channel's attempt; should this publish be lost, the relay sends it after the grace
         publish(runtime.celery, DELIVER_MESSAGE, str(claimed.message_id))
@@ -488,14 +496,20 @@ def _record(runtime: Runtime, called: list[Called]) -> dict[uuid.UUID, str | Non
     return statuses
 
 
-def _fall_back(runtime: Runtime, session: Any, claimed: Claim, status: str, values: dict[str, Any]) -> bool:
-    """Hand the message to the next channel of its plan, if any (see hub.messaging.channels)."""
+def _as_written(row: Row[Any], **values: Any) -> SimpleNamespace:
+    """The message ``row`` with ``values`` written over it (what its status event says)."""
+    return SimpleNamespace(**{**row._asdict(), **values})
+
+
+def _fall_back(runtime: Runtime, session: Any, claimed: Claim, status: str, values: dict[str, Any]) -> Message | None:
+    """Hand the message to the next channel of its plan, if any (see hub.messaging.channels):
+    the message as it now stands, or None when no channel is left."""
     message = repo.load_message(session, claimed.message_id)
     if message is None or not message.channel_plan:
-        return False
+        return None
     left = channels.hop(claimed.channel, claimed.to, str(status), values.get("error_code"),
                         values.get("error_message"))
-    return channels.fall_back(session, runtime, message, left)
+    return message if channels.fall_back(session, runtime, message, left) else None
 
 
 def _masked(address: str) -> str:

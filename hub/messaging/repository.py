@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -139,24 +139,40 @@ class ConversationRepository:
 
 
 # --- delivery: by message id, across tenants ------------------------------------------
+# Plain Core statements on the tables: a worker runs these for every message it
+# delivers, and ORM objects (identity map, attribute events, unit of work) cost more
+# CPU than the statements themselves. The rows come back as named tuples.
+
+_messages = Message.__table__
+_attempts = MessageAttempt.__table__
+_outbox = OutboxEntry.__table__
+
+# what a delivery attempt reads of its message (``Row`` attributes named as on Message)
+CLAIMED_COLUMNS = tuple(_messages.c[name] for name in (
+    "id", "tenant_id", "conversation_id", "integration_id", "broadcast_id", "direction", "channel", "to_address",
+    "from_address", "body", "media", "attempt_count", "max_attempts", "subject", "html", "provider_template",
+    "consent_exempt"))
+# what a status event says of a message (hub.events.service.message_data)
+_EVENT_COLUMNS = tuple(_messages.c[name] for name in (
+    "id", "tenant_id", "conversation_id", "channel", "direction", "status", "error_code"))
 
 
 def claim_for_delivery(session: Session, *, message_ids: Sequence[uuid.UUID], now: datetime,
-                       lease_until: datetime) -> list[uuid.UUID]:
+                       lease_until: datetime) -> list[Row[Any]]:
     """Take the messages for one provider call each, in ONE conditional UPDATE: a
     message must be due (queued, or retrying with ``next_attempt_at`` passed) or held
-    by a worker whose lease ran out. Returns the ids taken; the others are another
-    worker's or need no delivery."""
-    due = and_(Message.status.in_(CLAIMABLE),
-               or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now))
-    abandoned = and_(Message.status == MessageStatus.SENDING, Message.claimed_until < now)
-    return list(session.scalars(
-        update(Message)
-        .where(Message.id.in_(list(message_ids)), Message.direction == Direction.OUTBOUND, or_(due, abandoned))
-        .values(status=MessageStatus.SENDING, claimed_until=lease_until, attempt_count=Message.attempt_count + 1,
-                updated_at=now)
-        .returning(Message.id)
-        .execution_options(synchronize_session=False)
+    by a worker whose lease ran out. Returns the rows taken (``CLAIMED_COLUMNS``, as they
+    are after the claim); the others are another worker's or need no delivery."""
+    due = and_(_messages.c.status.in_(CLAIMABLE),
+               or_(_messages.c.next_attempt_at.is_(None), _messages.c.next_attempt_at <= now))
+    abandoned = and_(_messages.c.status == MessageStatus.SENDING, _messages.c.claimed_until < now)
+    return list(session.execute(
+        update(_messages)
+        .where(_messages.c.id.in_(list(message_ids)), _messages.c.direction == Direction.OUTBOUND,
+               or_(due, abandoned))
+        .values(status=MessageStatus.SENDING, claimed_until=lease_until,
+                attempt_count=_messages.c.attempt_count + 1, updated_at=now)
+        .returning(*CLAIMED_COLUMNS)
     ))
 
 
@@ -164,59 +180,73 @@ def load_message(session: Session, message_id: uuid.UUID) -> Message | None:
     return session.scalar(select(Message).where(Message.id == message_id).execution_options(populate_existing=True))
 
 
-def load_messages(session: Session, message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Message]:
-    rows = session.scalars(select(Message).where(Message.id.in_(list(message_ids)))
-                           .execution_options(populate_existing=True))
-    return {m.id: m for m in rows}
-
-
-def attempts_of(session: Session, message_id: uuid.UUID) -> list[MessageAttempt]:
-    return attempts_of_many(session, [message_id]).get(message_id, [])
-
-
-def attempts_of_many(session: Session, message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[MessageAttempt]]:
-    """Each message's attempts, in order."""
-    found: dict[uuid.UUID, list[MessageAttempt]] = {}
-    for attempt in session.scalars(select(MessageAttempt).where(MessageAttempt.message_id.in_(list(message_ids)))
-                                   .order_by(MessageAttempt.number, MessageAttempt.started_at)):
+def attempts_of_many(session: Session, message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Row[Any]]]:
+    """Each message's attempts, in order: ``(id, message_id, number, outcome, error_code, started_at)``."""
+    found: dict[uuid.UUID, list[Row[Any]]] = {}
+    for attempt in session.execute(
+            select(_attempts.c.id, _attempts.c.message_id, _attempts.c.number, _attempts.c.outcome,
+                   _attempts.c.error_code, _attempts.c.started_at)
+            .where(_attempts.c.message_id.in_(list(message_ids)))
+            .order_by(_attempts.c.number, _attempts.c.started_at)):
         found.setdefault(attempt.message_id, []).append(attempt)
     return found
 
 
-def finish_claimed(session: Session, *, outcomes: Sequence[tuple[uuid.UUID, int, dict[str, Any]]]) -> set[uuid.UUID]:
+def open_attempts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert attempt rows (``sending``), in one batched INSERT."""
+    if rows:
+        session.execute(insert(_attempts), list(rows))
+
+
+def settle_attempts(session: Session, attempt_ids: Sequence[uuid.UUID], **values: Any) -> None:
+    """Give these attempts the same outcome (``values``), in one UPDATE."""
+    if attempt_ids:
+        session.execute(update(_attempts).where(_attempts.c.id.in_(list(attempt_ids))).values(**values))
+
+
+def finish_claimed(session: Session, *, outcomes: Sequence[tuple[uuid.UUID, int, dict[str, Any]]]
+                   ) -> dict[uuid.UUID, Row[Any]]:
     """Record the outcomes ``(message id, attempt_count, values)`` of our provider calls,
     only where our claim still stands (a worker whose lease ran out and was replaced must
-    not overwrite its successor). Returns the ids recorded.
+    not overwrite its successor). Returns the messages recorded, by id, as rows of what
+    a status event says (``_EVENT_COLUMNS``) taken before the values were written.
 
     The first UPDATE is the check and takes the rows' locks (PostgreSQL) or the write
     lock (SQLite) at once, so no successor can claim between it and the writes."""
     if not outcomes:
-        return set()
-    ours = set(session.scalars(
-        update(Message)
-        .where(tuple_(Message.id, Message.attempt_count).in_([(mid, count) for mid, count, _ in outcomes]),
-               Message.status == MessageStatus.SENDING)
+        return {}
+    ours = {row.id: row for row in session.execute(
+        update(_messages)
+        .where(tuple_(_messages.c.id, _messages.c.attempt_count).in_([(mid, count) for mid, count, _ in outcomes]),
+               _messages.c.status == MessageStatus.SENDING)
         .values(claimed_until=None)
-        .returning(Message.id)
-        .execution_options(synchronize_session=False)
-    ))
-    rows = [{"id": mid, **values} for mid, _, values in outcomes if mid in ours]
-    if rows:
-        # ORM bulk UPDATE by primary key: one executemany per set of columns
-        session.execute(update(Message), rows)
+        .returning(*_EVENT_COLUMNS)
+    )}
+    _update_by_id(session, _messages, [{"id": mid, **values} for mid, _, values in outcomes if mid in ours])
     return ours
+
+
+def _update_by_id(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """UPDATE rows by primary key: one executemany per set of columns."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_columns.setdefault(tuple(sorted(k for k in row if k != "id")), []).append(
+            {f"new_{k}": v for k, v in row.items()})
+    for columns, params in by_columns.items():
+        session.execute(update(table).where(table.c.id == bindparam("new_id"))
+                        .values({name: bindparam(f"new_{name}") for name in columns}), params)
 
 
 def drop_attempts(session: Session, attempt_ids: Sequence[uuid.UUID]) -> None:
     """Remove attempt rows of calls that were never made."""
     if attempt_ids:
-        session.execute(delete(MessageAttempt).where(MessageAttempt.id.in_(list(attempt_ids))))
+        session.execute(delete(_attempts).where(_attempts.c.id.in_(list(attempt_ids))))
 
 
 def finish_attempts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Write attempts' outcomes: ``{"id", "outcome", "finished_at", "error_code", "error_message"}`` each."""
-    if rows:
-        session.execute(update(MessageAttempt), list(rows))
+    """Write attempts' outcomes: ``{"id", "outcome", "finished_at", "error_code", "error_message"}``
+    each, and ``started_at`` where the provider call began later than the claim."""
+    _update_by_id(session, _attempts, rows)
 
 
 def arm_outbox(session: Session, *, message_id: uuid.UUID, available_at: datetime) -> None:
@@ -227,9 +257,8 @@ def arm_outbox(session: Session, *, message_id: uuid.UUID, available_at: datetim
 def arm_outboxes(session: Session, *, message_ids: Sequence[uuid.UUID], available_at: datetime) -> None:
     """``arm_outbox`` for many messages at once (one UPDATE while every entry exists)."""
     armed = session.execute(
-        update(OutboxEntry).where(OutboxEntry.message_id.in_(list(message_ids)))
+        update(_outbox).where(_outbox.c.message_id.in_(list(message_ids)))
         .values(available_at=available_at, published_at=None)
-        .execution_options(synchronize_session=False)
     ).rowcount
     if armed != len(message_ids):
         for message_id in message_ids:
@@ -241,7 +270,7 @@ def arm_outboxes(session: Session, *, message_ids: Sequence[uuid.UUID], availabl
 def settle_outbox(session: Session, *, message_ids: Sequence[uuid.UUID]) -> None:
     """The messages reached a final state: nothing is left to publish for them."""
     if message_ids:
-        session.execute(delete(OutboxEntry).where(OutboxEntry.message_id.in_(list(message_ids))))
+        session.execute(delete(_outbox).where(_outbox.c.message_id.in_(list(message_ids))))
 
 
 def due_outbox_entries(session: Session, *, now: datetime, republish_before: datetime,

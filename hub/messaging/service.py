@@ -71,7 +71,7 @@ REPUBLISH_UNCLAIMED_AFTER = timedelta(minutes=5)
 RELAY_BATCH = 200
 # messages per delivery task: the claim and the record are one transaction per task,
 # and the task's calls go one after another (its lease grows with it)
-DELIVERY_BATCH = 10
+DELIVERY_BATCH = 20
 
 SEND_SCOPE = "messages.send"
 REPLY_SCOPE = "conversations.reply"
