@@ -6,7 +6,8 @@ with the same worker settings.
 
 PostgreSQL and Redis on 127.0.0.1 (HUB_BENCH_DATABASE_URL / HUB_BENCH_REDIS_URL);
 the sandbox runs as `hub sandbox` in its own process. Both runs start the worker
-on a full queue and time until it is drained.
+on a full queue; each rate is timed from the first task taken to the last done,
+and again between 10% and 90% done (steady state).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 
 import httpx
 import redis
@@ -24,10 +26,31 @@ from sqlalchemy import func, select
 from bench.common import free_port, fresh_postgres, hub_env, sandbox_twilio_tenant, start_hub_command, wait_for_sandbox
 
 
+def _timed(progress: Callable[[], int], total: int, every: float) -> tuple[float, float]:
+    """``(whole, steady)`` rates of a drain: whole from the worker's first task taken to
+    the last done (its start-up excluded), steady between 10% and 90% done (neither the
+    warm-up of its pools and caches nor the tail where threads run out of work)."""
+    marks: dict[str, tuple[float, int]] = {}
+    done = 0
+    while done < total:
+        done = progress()
+        now = time.perf_counter()
+        if done > 0 and "first" not in marks:
+            marks["first"] = (now, done)
+        if done >= total // 10 and "10%" not in marks:
+            marks["10%"] = (now, done)
+        if done >= total * 9 // 10 and "90%" not in marks:
+            marks["90%"] = (now, done)
+        time.sleep(every)
+    (t0, _), (t10, d10), (t90, d90) = marks["first"], marks["10%"], marks["90%"]
+    return total / (now - t0), (d90 - d10) / (t90 - t10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--pool", default="threads", choices=("threads", "prefork", "solo"))
     args = parser.parse_args()
     server = os.environ.get("HUB_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     redis_url = os.environ.get("HUB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -52,20 +75,22 @@ def main() -> None:
     queue_key = f"{prefix}celery:hub"
     broker = redis.Redis.from_url(redis_url)
     sandbox = start_hub_command(env, "sandbox", "--port", str(sandbox_port))
-    worker_args = ("worker", "--pool", "threads", "--concurrency", str(args.concurrency))
+    worker_args = ("worker", "--pool", args.pool, "--concurrency", str(args.concurrency))
     try:
         wait_for_sandbox(sandbox_port)
 
         # 1. Celery's own drain rate: the same number of no-op tasks, same worker settings
-        for _ in range(args.messages):
-            publish(runtime.celery, PING)
-        worker = start_hub_command(env, *worker_args)
-        started = time.perf_counter()
-        while broker.llen(queue_key):
-            time.sleep(0.05)
-        noop_rate = args.messages / (time.perf_counter() - started)
-        worker.terminate()
-        worker.wait(30)
+        def noop_drain() -> tuple[float, float]:
+            for _ in range(args.messages):
+                publish(runtime.celery, PING)
+            worker = start_hub_command(env, *worker_args)
+            try:
+                return _timed(lambda: args.messages - broker.llen(queue_key), args.messages, 0.005)
+            finally:
+                worker.terminate()
+                worker.wait(30)
+
+        noop_before = noop_drain()
 
         # 2. a tenant on a sandbox account; the messages queued through the service
         tenant_id, sid = sandbox_twilio_tenant(runtime, sandbox_port, ["sms"])
@@ -78,26 +103,32 @@ def main() -> None:
                                                           body=f"Lembrete {i}: sua consulta é amanhã."))
         queue_rate = args.messages / (time.perf_counter() - queued_started)
 
-        worker = start_hub_command(env, *worker_args)
-        started = time.perf_counter()
-        done = 0
-        while done < args.messages:
-            time.sleep(0.2)
+        def delivered() -> int:
             with runtime.session_factory() as session:
-                done = session.scalar(select(func.count()).select_from(Message).where(
+                return session.scalar(select(func.count()).select_from(Message).where(
                     Message.status.in_(("sent", "delivered", "failed", "dead", "undelivered"))))
-        deliver_rate = args.messages / (time.perf_counter() - started)
+
+        worker = start_hub_command(env, *worker_args)
+        deliver_rate, deliver_steady = _timed(delivered, args.messages, 0.1)
         worker.terminate()
         worker.wait(30)
+        # and once more after: this machine's speed drifts, the baseline is their mean
+        noop_after = noop_drain()
+        noop_rate, noop_steady = ((a + b) / 2 for a, b in zip(noop_before, noop_after, strict=True))
         with runtime.session_factory() as session:
             by_status = dict(session.execute(select(Message.status, func.count()).group_by(Message.status)).all())
         sent = httpx.get(f"http://127.0.0.1:{sandbox_port}/_sandbox/twilio/messages",
                          params={"account_sid": sid}, timeout=60).json()["messages"]
 
-        print(f"worker: --pool threads --concurrency {args.concurrency}, PostgreSQL + Redis, sandbox Twilio")
-        print(f"Celery no-op drain        {noop_rate:8.0f} tasks/s")
+        print(f"worker: --pool {args.pool} --concurrency {args.concurrency}, PostgreSQL + Redis, sandbox Twilio")
+        print("                          whole run          steady (10% to 90% done)")
+        print(f"Celery no-op drain        {noop_rate:8.0f} tasks/s     {noop_steady:8.0f} tasks/s"
+              f"   (mean of {noop_before[0]:.0f} before and {noop_after[0]:.0f} after; steady"
+              f" {noop_before[1]:.0f} and {noop_after[1]:.0f})")
+        print(f"delivery                  {deliver_rate:8.0f} messages/s  {deliver_steady:8.0f} messages/s")
+        print(f"delivery / no-op          {deliver_rate / noop_rate:8.1%}"
+              f"           {deliver_steady / noop_steady:8.1%}")
         print(f"queueing (POST path)      {queue_rate:8.0f} messages/s (service, one transaction per 500)")
-        print(f"delivery                  {deliver_rate:8.0f} messages/s  ({deliver_rate / noop_rate:.1%} of no-op)")
         print(f"final statuses: {by_status}; the sandbox received {len(sent)}")
     finally:
         sandbox.terminate()

@@ -2,7 +2,7 @@
 messages against the hub on PostgreSQL + Redis, and in the same run a bare FastAPI
 route that only parses the same form, with the same uvicorn worker count.
 
-    .venv/bin/python -m bench.ingest [--duration 10] [--connections 32] [--tenants 10 10000]
+    .venv/bin/python -m bench.ingest [--duration 10] [--connections 32] [--tenants 10 10000] [--rounds 3]
 
 Needs wrk (Debian: apt-get install wrk), PostgreSQL and Redis on 127.0.0.1 (override
 with HUB_BENCH_DATABASE_URL / HUB_BENCH_REDIS_URL). Only 127.0.0.1 is loaded; every
@@ -19,11 +19,13 @@ import os
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -162,6 +164,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--tenants", type=int, nargs="+", default=[10, 10_000])
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -169,57 +172,81 @@ def main() -> None:
     redis_url = os.environ.get("HUB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
     work = Path(tempfile.mkdtemp(prefix="hub-bench-ingest-"))
 
-    results = {}
-    port = free_port()
-    bare = serve("bench.bare_app:app", port, dict(os.environ))
+    # Every server runs for the whole bench, and the measured runs take turns: bare,
+    # each tenant count, then again, ``--rounds`` times. This machine's speed drifts by
+    # tens of percent over minutes; taking turns spreads the drift over all of them.
+    servers: list[subprocess.Popen] = []
+    targets: dict[str, tuple[int, Callable[[int], Path], str | None]] = {}
     try:
-        numbers = [(f"+55119{i:08d}", secrets.token_hex(16)) for i in range(10)]
-        write_requests(work / "bare.txt", f"http://127.0.0.1:{port}", numbers, 20_000)
-        wrk(port, work / "bare.txt", 2, args.connections)  # warm up
-        results["bare form route"] = wrk(port, work / "bare.txt", args.duration, args.connections)
-    finally:
-        bare.terminate()
-        bare.wait(10)
-
-    for count in args.tenants:
         port = free_port()
-        url = fresh_postgres(server, f"hub_bench_ingest_{count}")
-        env = hub_env(url, port, HUB_REDIS_URL=redis_url, HUB_REDIS_PREFIX=f"hubbench:{uuid.uuid4().hex[:6]}:",
-                      HUB_ENV="development", HUB_SANDBOX="0", HUB_EMBEDDED_WORKER="0",
-                      HUB_PUBLIC_RATE_LIMIT="100000000", HUB_VAR_DIR=str(work / "var"))
-        started = time.perf_counter()
-        numbers = seed_tenants(url, env["HUB_MASTER_KEYS"], count)
-        print(f"seeded {count} tenants in {time.perf_counter() - started:.1f} s")
-        write_requests(work / f"hub-{count}.txt", env["HUB_PUBLIC_URL"], numbers, REQUESTS_IN_FILE)
-        write_requests(work / f"warm-{count}.txt", env["HUB_PUBLIC_URL"], numbers,
-                       max(count, WARM_UP_REQUESTS, *args.tenants))
-        hub = serve("hub", port, env)
-        # the relay runs as its own process beside the API, as deployed with Redis
-        relay = subprocess.Popen([sys.executable, "-m", "hub.cli", "relay"], env=env, cwd=ROOT,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
+        servers.append(serve("bench.bare_app:app", port, dict(os.environ)))
+        bare_numbers = [(f"+55119{i:08d}", secrets.token_hex(16)) for i in range(10)]
+
+        def bare_file(run: int, port: int = port) -> Path:
+            path = work / f"bare-{run}.txt"
+            write_requests(path, f"http://127.0.0.1:{port}", bare_numbers, REQUESTS_IN_FILE)
+            return path
+
+        wrk(port, bare_file(-1), 2, args.connections)  # warm up
+        targets["bare form route"] = (port, bare_file, None)
+
+        for count in args.tenants:
+            port = free_port()
+            url = fresh_postgres(server, f"hub_bench_ingest_{count}")
+            env = hub_env(url, port, HUB_REDIS_URL=redis_url, HUB_REDIS_PREFIX=f"hubbench:{uuid.uuid4().hex[:6]}:",
+                          HUB_ENV="development", HUB_SANDBOX="0", HUB_EMBEDDED_WORKER="0",
+                          HUB_PUBLIC_RATE_LIMIT="100000000", HUB_VAR_DIR=str(work / "var"))
+            started = time.perf_counter()
+            numbers = seed_tenants(url, env["HUB_MASTER_KEYS"], count)
+            print(f"seeded {count} tenants in {time.perf_counter() - started:.1f} s")
+
+            def hub_file(run: int, count: int = count, numbers: list = numbers, public_url: str = env["HUB_PUBLIC_URL"]
+                         ) -> Path:
+                path = work / f"hub-{count}-{run}.txt"
+                write_requests(path, public_url, numbers, REQUESTS_IN_FILE)
+                return path
+
+            servers.append(serve("hub", port, env))
+            # the relay runs as its own process beside the API, as deployed with Redis
+            servers.append(subprocess.Popen([sys.executable, "-m", "hub.cli", "relay"], env=env, cwd=ROOT,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             # The same warm-up for every tenant count, then the relay is let catch up: it
             # shares the machine, and a backlog left from warming up would slow the run.
-            took = warm_up(port, work / f"warm-{count}.txt", args.connections)
+            warm = work / f"warm-{count}.txt"
+            write_requests(warm, env["HUB_PUBLIC_URL"], numbers, max(count, WARM_UP_REQUESTS, *args.tenants))
+            took = warm_up(port, warm, args.connections)
             drained = wait_for_relay(url)
             print(f"{count} tenants: warmed up in {took:.1f} s; the relay dispatched the backlog in {drained:.1f} s")
-            results[f"hub webhook, {count} tenants"] = wrk(port, work / f"hub-{count}.txt", args.duration,
-                                                           args.connections)
-        finally:
-            relay.terminate()
-            hub.terminate()
-            relay.wait(15)
-            hub.wait(15)
+            targets[f"hub webhook, {count} tenants"] = (port, hub_file, url)
 
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+        for run in range(args.rounds):
+            for name, (port, requests_file, url) in targets.items():
+                path = requests_file(run)
+                if url:
+                    wait_for_relay(url)  # each starts with no backlog of its own or another's
+                runs[name].append(wrk(port, path, args.duration, args.connections))
+                print(f"round {run + 1}: {name:<28} {runs[name][-1]['rps']:8.0f} req/s  "
+                      f"p99 {runs[name][-1]['p99']:6.1f} ms")
+    finally:
+        for proc in reversed(servers):
+            proc.terminate()
+        for proc in servers:
+            proc.wait(15)
+
+    results = {name: {key: statistics.median(r[key] for r in rows) for key in rows[0]} for name, rows in runs.items()}
     bare_rps = results["bare form route"]["rps"]
-    print(f"\n{args.connections} connections, {args.duration} s each, 1 uvicorn worker, wrk -t2")
+    print(f"\n{args.connections} connections, {args.duration} s per run, 1 uvicorn worker, wrk -t2; "
+          f"median of {args.rounds} rounds")
     for name, row in results.items():
         print(f"{name:<28} {row['rps']:8.0f} req/s  p50 {row['p50']:6.1f} ms  p99 {row['p99']:6.1f} ms  "
-              f"({row['rps'] / bare_rps:5.1%} of bare)  non-2xx {row['errors']}")
-    tenant_rows = [results[f"hub webhook, {c} tenants"]["rps"] for c in args.tenants]
-    if len(tenant_rows) == 2:
-        cost = 1 - tenant_rows[1] / tenant_rows[0]
-        print(f"{args.tenants[1]} tenants vs {args.tenants[0]}: {cost:+.1%} throughput cost")
+              f"({row['rps'] / bare_rps:5.1%} of bare)  non-2xx {row['errors']:.0f}")
+    if len(args.tenants) == 2:
+        few, many = (f"hub webhook, {c} tenants" for c in args.tenants)
+        cost = 1 - results[many]["rps"] / results[few]["rps"]
+        per_round = ", ".join(f"{1 - b['rps'] / a['rps']:+.1%}" for a, b in zip(runs[few], runs[many], strict=True))
+        print(f"{args.tenants[1]} tenants vs {args.tenants[0]}: {cost:+.1%} throughput cost (medians); "
+              f"per round {per_round}")
 
 
 if __name__ == "__main__":
