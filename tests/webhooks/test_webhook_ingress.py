@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
+from hub.db import utcnow
 from hub.webhooks.models import WebhookEvent
 from hub.webhooks.routes import claim_route
 from tenants import service as tenants
@@ -67,6 +68,16 @@ class TestRouting:
         assert event.payload["body"] == "Olá" and event.payload["from"] == CUSTOMER
         # the route answers before any broker work: nothing was handed on yet
         assert event.dispatched_at is None and event.handled_at is None
+
+    def test_what_the_person_wrote_is_stored_exactly(self, client, runtime, tenant_a):
+        # the PostgreSQL path sends a batch as one JSON document: nothing may be lost in it
+        body = 'Olá 👋 "aspas", \\barra\\ {"json": [1]}\nlinha\tnova é ção ㅋ'
+        form = inbound_form(to=NUMBER_A, from_=CUSTOMER, account_sid=tenant_a.account_sid, body=body)
+        before = utcnow()
+        assert post_signed(client, "/webhooks/twilio/messaging", form, tenant_a.auth_token).status_code == 200
+        [event] = events(runtime)
+        assert event.payload["body"] == body and event.provider_event_id == form["MessageSid"]
+        assert before <= event.received_at <= utcnow()
 
     def test_a_whatsapp_message_routes_by_the_number_without_its_prefix(self, client, runtime, tenant_a):
         form = inbound_form(to=NUMBER_A, from_=CUSTOMER, account_sid=tenant_a.account_sid, channel="whatsapp")
