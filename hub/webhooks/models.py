@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, new_id, utcnow
@@ -27,6 +27,10 @@ class Route(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+_UNDISPATCHED = text("handled_at IS NULL AND dispatched_at IS NULL")
+_UNHANDLED = text("handled_at IS NULL")
+
+
 class WebhookEvent(Base):
     """One verified provider event, stored before the 200: the durable record.
 
@@ -38,7 +42,12 @@ class WebhookEvent(Base):
     __tablename__ = "webhook_events"
     __table_args__ = (
         UniqueConstraint("kind", "provider_event_id"),
-        Index("ix_webhook_events_pending", "handled_at", "dispatched_at"),
+        # The relay's two queues, each read in order with a LIMIT: events never handed
+        # out, and handed-out events no worker has finished. Partial, so a pass costs
+        # its batch, not the table or the backlog of handled events.
+        Index("ix_webhook_events_undispatched", "received_at", postgresql_where=_UNDISPATCHED,
+              sqlite_where=_UNDISPATCHED),
+        Index("ix_webhook_events_unhandled", "dispatched_at", postgresql_where=_UNHANDLED, sqlite_where=_UNHANDLED),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Connection, String, bindparam, exists, or_, select, update
+from sqlalchemy import Connection, String, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import (
@@ -343,28 +343,34 @@ def receive_batched_webhook(*, runtime: Runtime, kind: str, connector: type[Conn
 def dispatch_pending_events(*, runtime: Runtime, limit: int = DISPATCH_BATCH) -> int:
     """Publish stored events nobody has taken (or whose worker died); returns how many."""
     now = utcnow()
-    pending = (
-        select(WebhookEvent.id)
-        .where(
-            WebhookEvent.handled_at.is_(None),
-            WebhookEvent.attempts < MAX_ATTEMPTS,
-            or_(WebhookEvent.dispatched_at.is_(None), WebhookEvent.dispatched_at < now - REDISPATCH_AFTER),
-        )
-        .order_by(WebhookEvent.received_at)
-        .limit(limit)
-    )
+    # two queues, each an index range scan (see the model's partial indexes): events
+    # never handed out, oldest first; then those whose worker has not finished them
+    # within REDISPATCH_AFTER (it died, or its retry backoff is over)
+    fresh = (select(WebhookEvent.id)
+             .where(WebhookEvent.handled_at.is_(None), WebhookEvent.dispatched_at.is_(None),
+                    WebhookEvent.attempts < MAX_ATTEMPTS)
+             .order_by(WebhookEvent.received_at))
+    stale = (select(WebhookEvent.id)
+             .where(WebhookEvent.handled_at.is_(None), WebhookEvent.dispatched_at < now - REDISPATCH_AFTER,
+                    WebhookEvent.attempts < MAX_ATTEMPTS)
+             .order_by(WebhookEvent.dispatched_at))
     with runtime.session_factory() as session:
-        if is_postgres(session):
-            # concurrent relays (every API process runs one) claim disjoint batches
-            pending = pending.with_for_update(skip_locked=True)
-        # One UPDATE … RETURNING claims the batch: on SQLite it runs under the write lock.
-        ids = list(session.scalars(
-            update(WebhookEvent)
-            .where(WebhookEvent.id.in_(pending.scalar_subquery()))
-            .values(dispatched_at=now)
-            .returning(WebhookEvent.id)
-            .execution_options(synchronize_session=False)
-        ))
+        ids: list[uuid.UUID] = []
+        for pending in (fresh, stale):
+            if len(ids) >= limit:
+                break
+            pending = pending.limit(limit - len(ids))
+            if is_postgres(session):
+                # concurrent relays (every API process runs one) claim disjoint batches
+                pending = pending.with_for_update(skip_locked=True)
+            # One UPDATE … RETURNING claims the batch: on SQLite it runs under the write lock.
+            ids += session.scalars(
+                update(WebhookEvent)
+                .where(WebhookEvent.id.in_(pending.scalar_subquery()))
+                .values(dispatched_at=now)
+                .returning(WebhookEvent.id)
+                .execution_options(synchronize_session=False)
+            )
         session.commit()
         if not ids:
             return 0
