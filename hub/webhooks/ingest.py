@@ -2,9 +2,10 @@
 
 ``service.receive_webhook`` is the same flow with a synchronous connection (the
 SQLite path). Here nothing leaves the event loop when the route and the secret are
-cached: the connector verifies and parses in memory, and each event is one
-prepared ``INSERT … ON CONFLICT DO NOTHING`` on an async psycopg pool in autocommit
-(its own durable transaction). A cache miss — the first webhook of a number in this
+cached: the connector verifies and parses in memory, and the events of concurrent
+webhooks are stored together by one ``INSERT … ON CONFLICT DO NOTHING`` on an async
+psycopg pool in autocommit (``EventStore``: one durable commit per batch, awaited
+before the 200). A cache miss — the first webhook of a number in this
 process, or a changed secret — reads through the synchronous path in a thread.
 
 Measured (bench/ingest.py): a thread-pool hop plus a pooled SQLAlchemy connection
