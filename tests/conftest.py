@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import shutil
 from collections import Counter
@@ -24,7 +25,7 @@ from sqlalchemy.engine import make_url
 from hub.settings import Settings, new_master_key_entry
 from tests.support import truncate_all
 
-RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
+RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"  # names this run's throwaway database: never seeded
 TEST_MASTER_KEYS = new_master_key_entry()
 REQUIRE_SERVICES = os.environ.get("HUB_REQUIRE_SERVICES") == "1"
 
@@ -33,6 +34,44 @@ def service_unavailable(reason: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{reason} (HUB_REQUIRE_SERVICES=1)", pytrace=False)
     pytest.skip(reason)
+
+
+# --- one seed for the run's random test data ---------------------------------------
+#
+# Test data drawn at random (account SIDs, phone number ids, tokens …) comes from
+# ``random``, reseeded before every test from ``HUB_TEST_SEED`` and the test's id, and
+# Hypothesis runs with the same seed. A run prints its seed first and last; a failure
+# replays exactly with ``HUB_TEST_SEED=<seed> make test`` (or the one test with pytest),
+# whatever the order, the worker or the other tests that ran beside it.
+
+SEED_VARIABLE = "HUB_TEST_SEED"
+
+
+def run_seed() -> int:
+    return int(os.environ[SEED_VARIABLE])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config) -> None:
+    raw = os.environ.get(SEED_VARIABLE, "").strip()
+    if not raw.isdigit():
+        if raw:
+            raise pytest.UsageError(f"{SEED_VARIABLE} must be a non-negative integer, got {raw!r}")
+        raw = str(secrets.randbits(32))
+    # xdist workers are started after this and inherit the variable: one seed per run
+    os.environ[SEED_VARIABLE] = raw
+    if config.getoption("hypothesis_seed", None) is None:
+        config.option.hypothesis_seed = raw
+
+
+def pytest_report_header(config) -> str:
+    seed = os.environ[SEED_VARIABLE]
+    return f"{SEED_VARIABLE}={seed} (replay this run: {SEED_VARIABLE}={seed} make test)"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item) -> None:
+    random.seed(f"{run_seed()}:{item.nodeid}")
 
 
 # --- PostgreSQL ---------------------------------------------------------------------
@@ -183,6 +222,9 @@ def pytest_runtest_logreport(report) -> None:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
+    seed = os.environ.get(SEED_VARIABLE)
+    terminalreporter.section("seed")
+    terminalreporter.write_line(f"{SEED_VARIABLE}={seed}: replay with `{SEED_VARIABLE}={seed} make test`")
     if not _backend_outcomes:
         return
     terminalreporter.section("backends")

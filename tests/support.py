@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass
 
@@ -66,3 +67,9 @@ def truncate_all(url: str) -> None:
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     engine.dispose()
+
+
+def random_hex(nbytes: int) -> str:
+    """Random test data as hex, from ``random`` (reseeded per test from HUB_TEST_SEED,
+    so a failing run replays with the same values)."""
+    return random.randbytes(nbytes).hex()

@@ -4,7 +4,6 @@ written, de-duplication, pacing on the tenant's lane, counts, cancel, scheduling
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -21,7 +20,7 @@ from hub.messaging.models import Conversation, Message, OutboxEntry
 from hub.runtime import build_runtime
 from tenants import service as tenants
 from tenants.models import IntegrationStatus
-from tests.support import platform_headers, tenant_headers
+from tests.support import platform_headers, random_hex, tenant_headers
 
 WELCOME = {"business_name": "Clínica Sorriso"}
 
@@ -44,8 +43,8 @@ def sending_tenant(client, runtime, slug: str, *, channels=("sms", "whatsapp"), 
     tenant_id, headers = tenant_headers(client, runtime, slug, **tenant_fields)
     with runtime.session_factory() as session, session.begin():
         tenants.put_integration(session=session, vault=runtime.vault, tenant_id=tenant_id, kind="twilio",
-                                credentials={"account_sid": "AC" + secrets.token_hex(16),
-                                             "auth_token": secrets.token_hex(16)},
+                                credentials={"account_sid": "AC" + random_hex(16),
+                                             "auth_token": random_hex(16)},
                                 config={"numbers": ["+5511900000001"], "channels": list(channels)},
                                 status=IntegrationStatus.ACTIVE)
     return tenant_id, headers

@@ -5,7 +5,6 @@ flow, and polling with short deadlines."""
 from __future__ import annotations
 
 import re
-import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -18,7 +17,7 @@ import httpx
 from sqlalchemy import select
 
 from hub.calendar.models import Appointment, CalendarResource
-from tests.support import bearer, create_client, create_tenant, get_token
+from tests.support import bearer, create_client, create_tenant, get_token, random_hex
 
 SCOPES = ["integrations:read", "integrations:write", "calendar:read", "calendar:write", "audit:read"]
 
@@ -36,7 +35,7 @@ def google_tenant(hub, slug: str = "clinica", *, calendars: tuple[str, ...] = ("
     """A tenant, a token for it, and a Google account of its own in the sandbox (not connected yet)."""
     tenant_id = create_tenant(hub.runtime, slug)
     headers = bearer(get_token(hub.http, create_client(hub.runtime, tenant_id, scopes or SCOPES)))
-    account = f"{slug}-{secrets.token_hex(4)}@clinic.example"
+    account = f"{slug}-{random_hex(4)}@clinic.example"
     ids = hub.sandbox.google.seed_account(account, calendars=calendars)
     return GoogleTenant(tenant_id, headers, account, ids)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -16,11 +15,12 @@ from hub.db import utcnow
 from hub.messaging.models import Message
 from tenants import service as tenants
 from tenants.models import IntegrationStatus
+from tests.support import random_hex
 
 
 def with_twilio(hub, tenant) -> str:
     """Give the tenant a bring-your-own Twilio account in the sandbox; returns its number."""
-    sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
+    sid, token = "AC" + random_hex(16), random_hex(16)
     hub.sandbox.twilio.register_account(sid, token)
     number = hub.sandbox.twilio.numbers(account_sid=sid)[0]["phone_number"]
     with hub.runtime.session_factory() as session, session.begin():

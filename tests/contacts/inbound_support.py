@@ -5,7 +5,6 @@ worker's ``handle_event``."""
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import datetime
 from urllib.parse import urlencode
@@ -19,6 +18,7 @@ from hub.db import new_id, utcnow
 from hub.messaging.models import Direction, Message
 from hub.webhooks import service as webhooks
 from hub.webhooks.models import WebhookEvent
+from tests.support import random_hex
 from tests.webhooks.helpers import TwilioTenant, inbound_form, new_account_sid, twilio_tenant
 
 CUSTOMER = "+5511987654321"
@@ -26,7 +26,7 @@ OUR_NUMBER = "+5511930000001"
 
 
 def clinic(runtime, slug: str = "clinica", number: str = OUR_NUMBER) -> TwilioTenant:
-    return twilio_tenant(runtime, slug, account_sid=new_account_sid(), auth_token=secrets.token_hex(16),
+    return twilio_tenant(runtime, slug, account_sid=new_account_sid(), auth_token=random_hex(16),
                          numbers=[number])
 
 

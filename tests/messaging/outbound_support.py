@@ -4,7 +4,6 @@ lives in the live hub's sandbox, and polling with short deadlines."""
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from hub.queue import make_celery
 from hub.webhooks.routes import claim_route
 from tenants import service as tenants
 from tenants.models import IntegrationStatus
-from tests.support import bearer, create_client, create_tenant, get_token
+from tests.support import bearer, create_client, create_tenant, get_token, random_hex
 
 FINAL = {"delivered", "read", "failed", "dead", "undelivered"}
 CUSTOMER = "+5511987654321"
@@ -52,7 +51,7 @@ def twilio_tenant(hub, slug: str = "acme", *, channels=("sms", "whatsapp"), stat
     runtime = hub.runtime
     tenant_id = create_tenant(runtime, slug)
     headers = bearer(get_token(hub.http, create_client(runtime, tenant_id, scopes)))
-    sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
+    sid, token = "AC" + random_hex(16), random_hex(16)
     hub.sandbox.twilio.register_account(sid, token)
     number = hub.sandbox.twilio.numbers(account_sid=sid)[0]["phone_number"]
     with runtime.session_factory() as session, session.begin():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from hub.queue import RELAY
 from hub.runtime import build_runtime
 from hub.settings import Settings, new_master_key_entry
 from tests.onboarding.helpers import wait_until
+from tests.support import random_hex
 
 HUB = [sys.executable, "-m", "hub.cli"]
 
@@ -49,7 +49,7 @@ def hub_command(args: list[str], env: dict[str, str], log: Path) -> Iterator[sub
 @pytest.fixture
 def broker_env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, str]]:
     """Settings of a process on Redis, under a key prefix of its own (deleted afterwards)."""
-    prefix = f"hubtest:onboarding:{secrets.token_hex(4)}:"
+    prefix = f"hubtest:onboarding:{random_hex(4)}:"
     yield {"HUB_REDIS_URL": redis_url, "HUB_REDIS_PREFIX": prefix, "HUB_DATABASE_URL": "sqlite://",
            "HUB_MASTER_KEYS": new_master_key_entry(), "HUB_VAR_DIR": str(tmp_path / "var"), "HUB_LOG_LEVEL": "INFO"}
     client = redis.Redis.from_url(redis_url)

@@ -3,21 +3,20 @@
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
 from hub.webhooks.routes import resolve
 from tenants.vault import mask_secret
 from tests.onboarding.helpers import Onboarding, Tenant
+from tests.support import random_hex
 
 
 class Account:
     """A main account of the tenant's own at the sandbox Twilio, with its numbers."""
 
     def __init__(self, onboarding: Onboarding) -> None:
-        self.sid = "AC" + secrets.token_hex(16)
-        self.token = secrets.token_hex(16)
+        self.sid = "AC" + random_hex(16)
+        self.token = random_hex(16)
         onboarding.twilio.register_account(self.sid, self.token)
         self.numbers = onboarding.numbers(self.sid)
         assert len(self.numbers) >= 2

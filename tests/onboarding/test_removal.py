@@ -3,10 +3,9 @@ brought is left alone, and a Twilio failure never silently orphans a paid number
 
 from __future__ import annotations
 
-import secrets
-
 from hub.webhooks.routes import resolve
 from tests.onboarding.helpers import Onboarding
+from tests.support import random_hex
 
 
 def delete(onboarding: Onboarding, tenant):
@@ -36,7 +35,7 @@ class TestRemoval:
 
     def test_an_own_account_only_loses_its_routes(self, onboarding: Onboarding):
         tenant = onboarding.tenant()
-        sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
+        sid, token = "AC" + random_hex(16), random_hex(16)
         onboarding.twilio.register_account(sid, token)
         numbers = onboarding.numbers(sid)
         body = {"credentials": {"account_sid": sid, "auth_token": token}, "config": {"numbers": numbers}}

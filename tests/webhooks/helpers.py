@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from hub.webhooks.models import WebhookEvent
 from hub.webhooks.routes import claim_route
 from tenants import service as tenants
 from tenants.models import IntegrationStatus
-from tests.support import create_tenant
+from tests.support import create_tenant, random_hex
 
 T = TypeVar("T")
 
@@ -32,7 +31,7 @@ class TwilioTenant:
 
 
 def new_account_sid() -> str:
-    return "AC" + secrets.token_hex(16)
+    return "AC" + random_hex(16)
 
 
 def twilio_tenant(runtime, slug: str, *, account_sid: str, auth_token: str, numbers: list[str],
@@ -60,7 +59,7 @@ def twilio_signature(url: str, form: dict[str, str], auth_token: str) -> str:
 def inbound_form(*, to: str, from_: str, body: str = "Olá", account_sid: str, message_sid: str | None = None,
                  channel: str = "sms", **extra: str) -> dict[str, str]:
     prefix = "whatsapp:" if channel == "whatsapp" else ""
-    sid = message_sid or "SM" + secrets.token_hex(16)
+    sid = message_sid or "SM" + random_hex(16)
     return {"MessageSid": sid, "SmsSid": sid, "AccountSid": account_sid, "From": prefix + from_,
             "To": prefix + to, "Body": body, "NumMedia": "0", "ApiVersion": "2010-04-01", **extra}
 

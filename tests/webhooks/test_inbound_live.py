@@ -4,7 +4,7 @@ messages into conversations and apply status callbacks."""
 
 from __future__ import annotations
 
-import secrets
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +21,7 @@ from hub.webhooks.models import WebhookEvent
 from hub.webhooks.routes import claim_route
 from tenants import service as tenants
 from tenants.models import IntegrationStatus
+from tests.support import random_hex
 from tests.webhooks.helpers import (
     TwilioTenant,
     conversations,
@@ -47,7 +48,7 @@ class SandboxAccount:
 
 def sandbox_account(hub) -> SandboxAccount:
     """A bring-your-own Twilio account in the sandbox, with its few numbers."""
-    sid, token = new_account_sid(), secrets.token_hex(16)
+    sid, token = new_account_sid(), random_hex(16)
     hub.sandbox.twilio.register_account(sid, token)
     return SandboxAccount(sid, token, hub.sandbox.twilio.numbers(account_sid=sid))
 
@@ -137,7 +138,7 @@ class TestInboundMessages:
         hub = live_hub
         account = sandbox_account(hub)
         # the integration holds another token than the one Twilio signs with
-        clinic = onboard(hub, "clinica", account, stored_token=secrets.token_hex(16))
+        clinic = onboard(hub, "clinica", account, stored_token=random_hex(16))
         delivery = hub.sandbox.twilio.simulate_inbound(to=clinic.numbers[0], from_=CUSTOMER, body="oi")
         tampered = httpx.post(delivery.url, data={**delivery.form, "Body": "golpe"},
                               headers={"X-Twilio-Signature": delivery.signature})
@@ -159,7 +160,7 @@ class TestInboundMessages:
     def test_a_pooled_number_routes_by_its_messaging_service_and_verifies(self, live_hub):
         hub = live_hub
         account = sandbox_account(hub)
-        service_sid = "MG" + secrets.token_hex(16)
+        service_sid = "MG" + random_hex(16)
         pooled = twilio_tenant(hub.runtime, "pool", account_sid=account.sid, auth_token=account.token,
                                numbers=[], route_keys=[service_sid])
         # none of the account's numbers has a route of its own
@@ -173,13 +174,13 @@ class TestInboundMessages:
         hub = live_hub
         clinic = onboard(hub, "clinica", sandbox_account(hub))
         # Meta's WhatsApp Cloud reports many Brazilian wa_ids without the mobile 9th digit
-        app_secret, phone_number_id = secrets.token_hex(16), "1065403522" + str(secrets.randbelow(10**5))
+        app_secret, phone_number_id = random_hex(16), "1065403522" + str(random.randrange(10**5))
         with hub.runtime.session_factory() as session, session.begin():
             cloud = tenants.put_integration(
                 session=session, vault=hub.runtime.vault, tenant_id=clinic.tenant_id, kind="whatsapp_cloud",
                 credentials={"phone_number_id": phone_number_id, "waba_id": "102290129340398",
-                             "access_token": "EAAG" + secrets.token_hex(8), "app_secret": app_secret,
-                             "verify_token": secrets.token_hex(8)},
+                             "access_token": "EAAG" + random_hex(8), "app_secret": app_secret,
+                             "verify_token": random_hex(8)},
                 config={}, status=IntegrationStatus.ACTIVE)
             claim_route(session, kind="whatsapp_cloud", route_key=phone_number_id, integration=cloud)
         hub.sandbox.meta.configure(phone_number_id, None, app_secret)
@@ -244,7 +245,7 @@ class TestStatusCallbacks:
     def test_statuses_never_move_backwards(self, live_hub):
         hub = live_hub
         clinic = onboard(hub, "clinica", sandbox_account(hub))
-        sid = "SM" + secrets.token_hex(16)
+        sid = "SM" + random_hex(16)
         message_id = _outbound(hub, clinic, sid)
 
         def callback(status: str) -> None:
@@ -272,7 +273,7 @@ class TestStatusCallbacks:
     def test_a_callback_that_beats_the_sender_is_applied_once_the_message_is_recorded(self, live_hub):
         hub = live_hub
         clinic = onboard(hub, "clinica", sandbox_account(hub))
-        sid = "SM" + secrets.token_hex(16)
+        sid = "SM" + random_hex(16)
         form = status_form(message_sid=sid, status="delivered", from_=clinic.numbers[0], to=CUSTOMER,
                            account_sid=clinic.account_sid)
         url = f"{hub.url}/webhooks/twilio/status"
@@ -293,7 +294,7 @@ class TestRecovery:
         clinic = onboard(hub, "clinica", sandbox_account(hub))
         # an event the handler cannot take yet (its sender is missing) …
         event_id = _stored_event(hub, clinic, {"channel": "sms", "to": clinic.numbers[0], "body": "oi",
-                                               "message_sid": "SM" + secrets.token_hex(16), "media": []})
+                                               "message_sid": "SM" + random_hex(16), "media": []})
         hub.runtime.wake_relay()
         failed = wait_for(lambda: (e := _event(hub, event_id)).attempts == 1 and e, what="a first failure")
         assert failed.handled_at is None and failed.last_error.startswith("KeyError")
@@ -312,10 +313,10 @@ class TestRecovery:
         clinic = onboard(hub, "clinica", sandbox_account(hub))
         payload = {"channel": "sms", "from": CUSTOMER, "to": clinic.numbers[0], "body": "perdida", "media": []}
         # a worker took this one six minutes ago and died; another took its own a minute ago
-        orphan = _stored_event(hub, clinic, {**payload, "message_sid": "SM" + secrets.token_hex(16)},
+        orphan = _stored_event(hub, clinic, {**payload, "message_sid": "SM" + random_hex(16)},
                                dispatched_at=utcnow() - timedelta(minutes=6))
         in_flight_at = utcnow() - timedelta(minutes=1)
-        in_flight = _stored_event(hub, clinic, {**payload, "message_sid": "SM" + secrets.token_hex(16)},
+        in_flight = _stored_event(hub, clinic, {**payload, "message_sid": "SM" + random_hex(16)},
                                   dispatched_at=in_flight_at)
         hub.runtime.wake_relay()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from hub.webhooks.models import WebhookEvent
 from hub.webhooks.routes import claim_route
 from tenants import service as tenants
 from tenants.models import IntegrationStatus
-from tests.support import create_tenant
+from tests.support import create_tenant, random_hex
 from tests.webhooks.helpers import (
     count,
     events,
@@ -44,13 +43,13 @@ def post_signed(client, path: str, form: dict[str, str], token: str, *, signed_u
 
 @pytest.fixture
 def tenant_a(runtime):
-    return twilio_tenant(runtime, "clinica-a", account_sid=new_account_sid(), auth_token=secrets.token_hex(16),
+    return twilio_tenant(runtime, "clinica-a", account_sid=new_account_sid(), auth_token=random_hex(16),
                          numbers=[NUMBER_A])
 
 
 @pytest.fixture
 def tenant_b(runtime):
-    return twilio_tenant(runtime, "clinica-b", account_sid=new_account_sid(), auth_token=secrets.token_hex(16),
+    return twilio_tenant(runtime, "clinica-b", account_sid=new_account_sid(), auth_token=random_hex(16),
                          numbers=[NUMBER_B])
 
 
@@ -87,7 +86,7 @@ class TestRouting:
 
     def test_a_pooled_number_routes_by_its_messaging_service(self, client, runtime):
         # The number itself has no route: only the Messaging Service it belongs to does.
-        account_sid, token = new_account_sid(), secrets.token_hex(16)
+        account_sid, token = new_account_sid(), random_hex(16)
         pooled = twilio_tenant(runtime, "pool", account_sid=account_sid, auth_token=token, numbers=[],
                                route_keys=[SERVICE_SID])
         form = inbound_form(to="+5531930000009", from_=CUSTOMER, account_sid=account_sid,
@@ -99,7 +98,7 @@ class TestRouting:
         assert event.tenant_id == pooled.tenant_id
 
     def test_a_number_of_a_routed_account_routes_by_its_account_sid(self, client, runtime):
-        account_sid, token = new_account_sid(), secrets.token_hex(16)
+        account_sid, token = new_account_sid(), random_hex(16)
         owner = twilio_tenant(runtime, "account", account_sid=account_sid, auth_token=token, numbers=[],
                               route_keys=[account_sid])
         form = inbound_form(to="+5541930000004", from_=CUSTOMER, account_sid=account_sid)
@@ -108,7 +107,7 @@ class TestRouting:
 
     def test_the_number_wins_over_the_pool(self, client, runtime, tenant_a):
         # tenant A owns the number; another tenant owns the Messaging Service
-        other_token = secrets.token_hex(16)
+        other_token = random_hex(16)
         twilio_tenant(runtime, "pool", account_sid=new_account_sid(), auth_token=other_token, numbers=[],
                       route_keys=[SERVICE_SID])
         form = inbound_form(to=NUMBER_A, from_=CUSTOMER, account_sid=tenant_a.account_sid,
@@ -201,7 +200,7 @@ class TestSignature:
     def test_a_changed_token_takes_effect_at_once_despite_the_cache(self, client, runtime, tenant_a):
         first = inbound_form(to=NUMBER_A, from_=CUSTOMER, account_sid=tenant_a.account_sid)
         assert post_signed(client, "/webhooks/twilio/messaging", first, tenant_a.auth_token).status_code == 200
-        new_token = secrets.token_hex(16)
+        new_token = random_hex(16)
         with runtime.session_factory() as session, session.begin():
             tenants.put_integration(
                 session=session, vault=runtime.vault, tenant_id=tenant_a.tenant_id, kind="twilio",
@@ -239,14 +238,14 @@ class TestDeduplication:
 
     def test_a_json_provider_gets_the_counts_on_the_generic_path(self, client, runtime):
         # WhatsApp Cloud (Meta) on POST /webhooks/whatsapp_cloud: same path, another connector
-        app_secret = secrets.token_hex(16)
+        app_secret = random_hex(16)
         tenant_id = create_tenant(runtime, "meta")
         with runtime.session_factory() as session, session.begin():
             integration = tenants.put_integration(
                 session=session, vault=runtime.vault, tenant_id=tenant_id, kind="whatsapp_cloud",
                 credentials={"phone_number_id": "106540352242922", "waba_id": "102290129340398",
-                             "access_token": "EAAG" + secrets.token_hex(8), "app_secret": app_secret,
-                             "verify_token": secrets.token_hex(8)},
+                             "access_token": "EAAG" + random_hex(8), "app_secret": app_secret,
+                             "verify_token": random_hex(8)},
                 config={}, status=IntegrationStatus.ACTIVE)
             claim_route(session, kind="whatsapp_cloud", route_key="106540352242922", integration=integration)
         body = (FIXTURES / "whatsapp_cloud" / "fixtures" / "text.json").read_bytes()

@@ -6,7 +6,6 @@ outcome: 131026 / 131047 permanent at once, 130429 and 5xx retried until sent.""
 
 from __future__ import annotations
 
-import secrets
 import uuid
 
 import pytest
@@ -16,6 +15,7 @@ from hub.messaging.models import Message
 from hub.queue import WHATSAPP_SYNC_TEMPLATES
 from hub.whatsapp.service import sync_every_account
 from tests.messaging.outbound_support import eventually, make_fast
+from tests.support import random_hex
 from tests.whatsapp.whatsapp_support import headers_for, messages_of, new_phone_number_id
 
 WABA_ID = "190000000000001"
@@ -41,10 +41,10 @@ def clinic(hub):
 
     tenant_id = create_tenant(hub.runtime, "clinic")
     headers = headers_for(hub.http, hub.runtime, tenant_id)
-    phone_number_id, app_secret, token = new_phone_number_id(), secrets.token_hex(16), "EAAG" + secrets.token_hex(12)
+    phone_number_id, app_secret, token = new_phone_number_id(), random_hex(16), "EAAG" + random_hex(12)
     answer = hub.http.put("/v1/integrations/whatsapp_cloud", headers=headers, json={"credentials": {
         "phone_number_id": phone_number_id, "waba_id": WABA_ID, "access_token": token, "app_secret": app_secret,
-        "verify_token": "vt-" + secrets.token_hex(8)}})
+        "verify_token": "vt-" + random_hex(8)}})
     assert answer.status_code == 200, answer.text
     assert app_secret not in answer.text and token not in answer.text
     # in sandbox mode the install pointed the sandbox's number at /webhooks/whatsapp, as a tenant does at Meta

@@ -4,12 +4,11 @@ the messages table through the worker's handlers. Both backends."""
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 from sqlalchemy import select
 
 from hub.messaging.models import Message
+from tests.support import random_hex
 from tests.whatsapp.whatsapp_support import (
     CUSTOMER,
     change,
@@ -131,7 +130,7 @@ class TestSignature:
 class TestBatches:
     def test_changes_of_two_tenants_in_one_post_each_reach_their_own(self, client, runtime):
         # one Meta app (a tech provider's) serves both tenants: one secret signs the batch
-        shared = secrets.token_hex(16)
+        shared = random_hex(16)
         a, b = whatsapp_tenant(runtime, "alpha", app_secret=shared), whatsapp_tenant(runtime, "beta",
                                                                                     app_secret=shared)
         sent_b = wamid()

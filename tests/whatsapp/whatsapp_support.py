@@ -5,7 +5,7 @@ signed the way Meta signs them (by the sandbox's own signer, not the connector's
 from __future__ import annotations
 
 import json
-import secrets
+import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,7 +20,7 @@ from hub.webhooks.models import WebhookEvent
 from hub.webhooks.service import handle_event
 from hub.whatsapp import service as whatsapp
 from hub.whatsapp.models import WhatsAppTemplate
-from tests.support import bearer, create_client, create_tenant, get_token
+from tests.support import bearer, create_client, create_tenant, get_token, random_hex
 
 CUSTOMER_WA_ID = "5511987654321"
 CUSTOMER = "+5511987654321"
@@ -38,15 +38,15 @@ class WhatsAppTenant:
 
 
 def new_phone_number_id() -> str:
-    return str(100000000000000 + secrets.randbelow(899999999999999))
+    return str(100000000000000 + random.randrange(899999999999999))
 
 
 def whatsapp_tenant(runtime, slug: str, *, app_secret: str | None = None, phone_number_id: str | None = None,
                     waba_id: str = "102290129340398", locale: str = "pt-BR") -> WhatsAppTenant:
     tenant_id = create_tenant(runtime, slug, locale=locale)
     values = {"phone_number_id": phone_number_id or new_phone_number_id(), "waba_id": waba_id,
-              "access_token": "EAAG" + secrets.token_hex(12), "app_secret": app_secret or secrets.token_hex(16),
-              "verify_token": "verify-" + secrets.token_hex(8)}
+              "access_token": "EAAG" + random_hex(12), "app_secret": app_secret or random_hex(16),
+              "verify_token": "verify-" + random_hex(8)}
     with runtime.session_factory() as session, session.begin():
         integration = whatsapp.install_whatsapp_cloud(session=session, runtime=runtime, tenant_id=tenant_id,
                                                       credentials=values, config={})
@@ -78,7 +78,7 @@ def envelope(*entries: list[dict]) -> bytes:
 
 
 def wamid() -> str:
-    return "wamid.HBgN" + secrets.token_hex(16).upper()
+    return "wamid.HBgN" + random_hex(16).upper()
 
 
 def text_message(body: str, *, sender: str = CUSTOMER_WA_ID, message_id: str | None = None) -> dict[str, Any]:

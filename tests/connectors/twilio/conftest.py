@@ -8,7 +8,6 @@ import as a namespace package hiding the real ``connectors``.)
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from connectors.sandbox.app import create_sandbox_app
 from connectors.sandbox.server import ThreadedServer
 from connectors.sandbox.twilio import TwilioSandbox
 from connectors.twilio import TwilioConnector
+from tests.support import random_hex
 
 
 @dataclass
@@ -108,7 +108,7 @@ def receiver(_receiver_server: WebhookReceiver) -> Iterator[WebhookReceiver]:
 
 
 def new_account_sid() -> str:
-    return "AC" + secrets.token_hex(16)
+    return "AC" + random_hex(16)
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class MainAccount:
 
 @pytest.fixture
 def main_account() -> MainAccount:
-    return MainAccount(new_account_sid(), secrets.token_hex(16))
+    return MainAccount(new_account_sid(), random_hex(16))
 
 
 ConnectorFactory = Callable[..., TwilioConnector]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import TYPE_CHECKING
 
 import pytest
@@ -10,6 +9,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from connectors.base import OutboundMessage, PermanentProviderError, TransientProviderError
 from connectors.twilio import TwilioConnector
+from tests.support import random_hex
 
 if TYPE_CHECKING:
     from conftest import ConnectorFactory, MainAccount, Sandbox, WebhookReceiver
@@ -116,7 +116,7 @@ class TestIdempotentPurchase:
     ) -> None:
         [number] = main_connector.find_available_numbers("BR", "11", limit=1)
         main_connector.buy_number(number, sms_url="https://h/w")
-        stranger = connector_for("AC" + secrets.token_hex(16), secrets.token_hex(16))
+        stranger = connector_for("AC" + random_hex(16), random_hex(16))
         with pytest.raises(PermanentProviderError) as caught:
             stranger.buy_number(number, sms_url="https://h/w")
         assert caught.value.code == "21422"
@@ -138,7 +138,7 @@ class TestOtherAccounts:
         self, main_connector: TwilioConnector, connector_for: ConnectorFactory
     ) -> None:
         sid, _ = main_connector.create_subaccount("mine")
-        stranger = connector_for("AC" + secrets.token_hex(16), secrets.token_hex(16))
+        stranger = connector_for("AC" + random_hex(16), random_hex(16))
         with pytest.raises(PermanentProviderError) as caught:
             stranger.list_numbers(account_sid=sid)
         assert caught.value.status == 404
@@ -176,7 +176,7 @@ class TestBringYourOwnAccount:
         self, main_connector: TwilioConnector, main_account: MainAccount, connector_for: ConnectorFactory
     ) -> None:
         assert main_connector.check().ok  # the first token seen is the account's
-        impostor = connector_for(main_account.sid, secrets.token_hex(16))
+        impostor = connector_for(main_account.sid, random_hex(16))
         health = impostor.check()
         assert not health.ok and "20003" in health.detail
         with pytest.raises(PermanentProviderError) as caught:

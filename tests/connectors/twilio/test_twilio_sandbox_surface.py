@@ -3,7 +3,6 @@ traffic, and the ``/_sandbox/twilio`` control endpoints driven over HTTP."""
 
 from __future__ import annotations
 
-import secrets
 from typing import TYPE_CHECKING
 
 import httpx
@@ -12,6 +11,7 @@ from twilio.base.page import Page
 
 from connectors.base import MESSAGE_RECEIVED, OutboundMessage, TransientProviderError
 from connectors.twilio import TwilioConnector
+from tests.support import random_hex
 
 if TYPE_CHECKING:
     from conftest import MainAccount, Sandbox, Tenant, WebhookReceiver
@@ -145,7 +145,7 @@ class TestControlEndpoints:
 
     def test_register_account_and_reset(self, sandbox: Sandbox, connector_for) -> None:
         control = f"{sandbox.url}/_sandbox/twilio"
-        sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
+        sid, token = "AC" + random_hex(16), random_hex(16)
         assert httpx.post(f"{control}/accounts", json={"sid": sid, "auth_token": token}).status_code == 201
         # the registered token, not the first one a client happens to present, is the account's
         assert not connector_for(sid, "guess").check().ok
