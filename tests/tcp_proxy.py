@@ -15,6 +15,7 @@ class TcpProxy:
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self.port = 0
+        self.accept_thread: threading.Thread | None = None
 
     @property
     def up(self) -> bool:
@@ -27,7 +28,8 @@ class TcpProxy:
         self.port = listener.getsockname()[1]
         listener.listen(64)
         self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        self.accept_thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        self.accept_thread.start()
         return self
 
     def _accept(self, listener: socket.socket) -> None:
@@ -35,6 +37,9 @@ class TcpProxy:
             try:
                 client, _ = listener.accept()
             except OSError:
+                return
+            if listener is not self._listener:  # accepted in the instant cut() ran: refuse it
+                client.close()
                 return
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
@@ -60,9 +65,13 @@ class TcpProxy:
 
     def cut(self) -> None:
         """Refuse new connections and drop open ones, as a dead server would."""
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            # close() alone leaves a thread blocked in accept() holding the socket open,
+            # and the next client would still be proxied; shutdown() wakes it (EINVAL)
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
         with self._lock:
             for conn in self._conns:
                 try:
