@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import insert
@@ -48,6 +47,7 @@ from hub.messaging.rendering import RenderedMessage, TemplateError
 from hub.messaging.segments import MAX_SMS_SEGMENTS
 from hub.pagination import Page
 from hub.queue import EXPAND_BROADCAST, enqueue_after_commit, publish
+from hub.tenant_time import schedule_time
 from tenants.models import Tenant
 from tenants.plans import DEFAULT_PLAN, PLANS
 
@@ -229,19 +229,7 @@ def create_broadcast(*, session: Session, runtime: Runtime, tenant_id: uuid.UUID
 
 def _send_at(value: datetime | None, timezone: str, now: datetime) -> datetime | None:
     """An aware UTC time (naive means the tenant's time zone); a past or too distant one is a 422."""
-    if value is None:
-        return None
-    try:
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=ZoneInfo(timezone))
-        value = value.astimezone(UTC)
-    except (OverflowError, ValueError):  # year 1 or 9999 moved across an offset
-        raise Invalid("send_at is out of range", code="send_at_out_of_range") from None
-    if value < now:
-        raise Invalid(f"send_at {value.isoformat()} is in the past", code="send_at_in_past")
-    if value > now + MAX_SCHEDULE_AHEAD:
-        raise Invalid(f"send_at may be at most {MAX_SCHEDULE_AHEAD.days} days ahead", code="send_at_too_far")
-    return value
+    return schedule_time(value, zone=timezone, field="send_at", now=now, max_ahead=MAX_SCHEDULE_AHEAD)
 
 
 def _audience(session: Session, tenant_id: uuid.UUID, broadcast_in: BroadcastCreate) -> tuple[list[_Recipient], int]:

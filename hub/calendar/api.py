@@ -34,8 +34,9 @@ from hub.calendar.schemas import (
 )
 from hub.calendar.tokens import GOOGLE_KIND, calendar_connector, get_connection
 from hub.deps import DbSession, HubRuntime
-from hub.errors import AUTHENTICATED_ERRORS, Invalid, ProviderRejected, Unavailable, error_responses
+from hub.errors import AUTHENTICATED_ERRORS, ProviderRejected, Unavailable, error_responses
 from hub.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRead
+from hub.tenant_time import UtcQueryTime
 
 router = APIRouter(prefix="/v1", responses=AUTHENTICATED_ERRORS)
 public_router = APIRouter(tags=["google"])
@@ -260,16 +261,13 @@ def list_appointments(
     principal: tenant_with("calendar:read"),
     resource_id: Annotated[str | None, Query(max_length=128)] = None,
     status: Literal["confirmed", "cancelled"] | None = None,
-    start_from: Annotated[datetime | None, Query(description="appointments starting at or after (aware)")] = None,
-    start_to: Annotated[datetime | None, Query(description="appointments starting before (aware)")] = None,
+    start_from: Annotated[UtcQueryTime | None, Query(description="appointments starting at or after (with an offset)")
+                          ] = None,
+    start_to: Annotated[UtcQueryTime | None, Query(description="appointments starting before (with an offset)")] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> PageRead[AppointmentRead]:
     """The tenant's appointments, oldest booking first."""
-    for bound in (start_from, start_to):
-        if bound is not None and bound.tzinfo is None:
-            raise Invalid("start_from/start_to need a time zone offset, e.g. 2026-01-01T00:00:00-03:00",
-                          code="naive_datetime")
     page = service.list_appointments(session=session, tenant_id=principal.tenant_id, resource_id=resource_id,
                                      status=status, start_from=start_from, start_to=start_to, limit=limit,
                                      cursor=cursor)

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 from sqlalchemy import delete, event, update
@@ -52,6 +51,7 @@ from hub.messaging.schemas import ConversationReply, ConversationUpdate, Message
 from hub.messaging.segments import MAX_SMS_SEGMENTS  # noqa: F401 - its historic home
 from hub.pagination import Page
 from hub.queue import DELIVER_MESSAGES, outermost_commit, publish
+from hub.tenant_time import schedule_time
 from hub.whatsapp.service import template_request as whatsapp_template_request
 from tenants.models import Tenant
 
@@ -162,20 +162,7 @@ def _idempotency(session: Session, tenant_id: uuid.UUID, scope: str, key: str | 
 
 def _send_at(send_at: datetime | None, tenant: Tenant) -> datetime | None:
     """An aware UTC time within the next year (a naive one is the tenant's wall clock)."""
-    if send_at is None:
-        return None
-    if send_at.tzinfo is None:
-        try:
-            send_at = send_at.replace(tzinfo=ZoneInfo(tenant.timezone))
-        except (ZoneInfoNotFoundError, ValueError):
-            send_at = send_at.replace(tzinfo=UTC)
-    send_at = send_at.astimezone(UTC)
-    now = utcnow()
-    if send_at <= now:
-        raise Invalid(f"send_at: {send_at.isoformat()} is in the past", code="send_at_in_past")
-    if send_at > now + MAX_SCHEDULE_AHEAD:
-        raise Invalid(f"send_at: at most {MAX_SCHEDULE_AHEAD.days} days ahead", code="send_at_too_far")
-    return send_at
+    return schedule_time(send_at, zone=tenant.timezone, field="send_at", now=utcnow(), max_ahead=MAX_SCHEDULE_AHEAD)
 
 
 def _queue(session: Session, runtime: Runtime, tenant_id: uuid.UUID, *, candidates: list[str], fallback: bool,
