@@ -29,6 +29,16 @@ PAYMENT_FAILED = "payment.failed"
 CALENDAR_CHANGED = "calendar.changed"
 
 
+def load_json(body: bytes | str) -> Any:
+    """``json.loads`` for bodies nobody has verified yet: nesting deep enough to exhaust
+    the parser's recursion guard is a ValueError like any other unreadable body (the
+    C decoder raises RecursionError cleanly; it must not become a 500 and a traceback)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 @dataclass(frozen=True)
 class WebhookRequest:
     """An inbound provider call, free of any web framework.
@@ -54,7 +64,8 @@ class WebhookRequest:
         return parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True)
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        """The body as JSON; ValueError when it is not (nesting too deep included)."""
+        return load_json(self.body)
 
 
 @dataclass(frozen=True)

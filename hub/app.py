@@ -195,6 +195,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from hub.contacts.api import router as contacts_router
     from hub.events.api import router as events_router
     from hub.health.api import router as health_router
+    from hub.input_guard import RejectNulCharacters
     from hub.integrations.api import router as integrations_router
     from hub.messaging.api import router as messaging_router
     from hub.onboarding.api import router as onboarding_router
@@ -212,6 +213,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                    messaging_router, templates_router, contacts_router, broadcasts_router, events_router,
                    audit_router):
         app.include_router(router)
+    app.add_middleware(RejectNulCharacters)  # innermost: its refusals carry the request id and limits
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app

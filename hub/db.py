@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,8 +68,20 @@ def new_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def dump_json(value: Any) -> str:
+    """JSON text for a JSON column. PostgreSQL's JSONB refuses U+0000: the API refuses it
+    at its edge (hub.input_guard), and anything else — a provider's payload — is stored
+    with U+FFFD in its place, the same on both backends."""
+    text = json.dumps(value)
+    return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine tuned per backend: SQLite gets WAL, foreign keys and a busy timeout."""
+    kwargs.setdefault("json_serializer", dump_json)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

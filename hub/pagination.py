@@ -19,6 +19,8 @@ from hub.errors import BadRequest
 T = TypeVar("T")
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
+# the largest sequence number a cursor or an event id can name (PostgreSQL's BIGINT)
+MAX_SEQUENCE = 2**63 - 1
 
 
 class PageRead(BaseModel, Generic[T]):
@@ -45,6 +47,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
         raise BadRequest("cursor is not valid; use the next_cursor of a previous page",
                          code="invalid_cursor") from None
+
+
+def decode_sequence_cursor(cursor: str) -> int:
+    """A cursor that is a sequence number (the audit trail's ``seq``): ASCII digits
+    within BIGINT, else a 400 — never a superscript digit or an overflow reaching SQL."""
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > MAX_SEQUENCE:
+        raise BadRequest("cursor is not valid; use the next_cursor of a previous page", code="invalid_cursor")
+    return int(cursor)
 
 
 def paginate(session: Session, stmt: Select[Any], model: Any, *, limit: int, cursor: str | None) -> Page[Any]:

@@ -12,12 +12,11 @@ than failing the whole batch.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import MESSAGE_RECEIVED, MESSAGE_STATUS, InboundEvent
+from connectors.base import MESSAGE_RECEIVED, MESSAGE_STATUS, InboundEvent, load_json
 
 MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
 RECEIVED_MESSAGE_TYPES = frozenset({"text", "interactive", "button", "location"} | MEDIA_TYPES)
@@ -31,7 +30,7 @@ class MalformedWebhook(ValueError):
 
 def load_payload(body: bytes) -> dict[str, Any]:
     try:
-        payload = json.loads(body)
+        payload = load_json(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedWebhook(f"webhook body is not JSON: {exc}") from exc
     if not isinstance(payload, dict):

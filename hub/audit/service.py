@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from hub.audit.models import GENESIS_HASH, PLATFORM_CHAIN, AuditChainHead, AuditEvent
 from hub.db import insert_ignore, utcnow
-from hub.errors import BadRequest
 from hub.logs import redact
+from hub.pagination import decode_sequence_cursor
 
 
 def chain_of(tenant_id: uuid.UUID | None) -> str:
@@ -158,9 +158,7 @@ def list_events(
     if actor:
         stmt = stmt.where(AuditEvent.actor == actor)
     if cursor:
-        if not cursor.isdigit():
-            raise BadRequest("cursor is not valid; use the next_cursor of a previous page", code="invalid_cursor")
-        stmt = stmt.where(AuditEvent.seq < int(cursor))
+        stmt = stmt.where(AuditEvent.seq < decode_sequence_cursor(cursor))
     limit = max(1, min(limit, 200))
     rows = list(session.scalars(stmt.order_by(AuditEvent.seq.desc()).limit(limit + 1)))
     next_cursor = str(rows[limit - 1].seq) if len(rows) > limit else None

@@ -21,6 +21,7 @@ from hub.events.bus import event_bus
 from hub.events.models import EVENT_TYPES
 from hub.events.service import latest_event_id
 from hub.events.stream import EventStreamResponse, StreamRequest, event_stream
+from hub.pagination import MAX_SEQUENCE
 from hub.runtime import Runtime
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -86,14 +87,11 @@ def _latest_event_id(runtime: Runtime, tenant_id: uuid.UUID) -> int:
 
 def _last_event_id(header: str | None, query: int | None) -> int | None:
     if header is not None and header.strip():
-        try:
-            value = int(header.strip())
-        except ValueError:
-            raise Invalid("Last-Event-ID must be an event id this stream sent (an integer)",
-                          code="invalid_last_event_id") from None
-        if value < 0:
-            raise Invalid("Last-Event-ID must not be negative", code="invalid_last_event_id")
-        return value
+        value = header.strip()
+        if not (value.isascii() and value.isdigit()) or int(value) > MAX_SEQUENCE:
+            raise Invalid("Last-Event-ID must be an event id this stream sent (a non-negative integer)",
+                          code="invalid_last_event_id")
+        return int(value)
     return query
 
 
@@ -115,7 +113,7 @@ async def stream_events(
     principal: StreamReader,
     types: Annotated[str | None, Query(description="comma-separated event types to receive "
                                                    f"({', '.join(EVENT_TYPES)}); default all")] = None,
-    last_event_id: Annotated[int | None, Query(ge=0, description="replay events after this id (as the "
+    last_event_id: Annotated[int | None, Query(ge=0, le=MAX_SEQUENCE, description="replay events after this id (as the "
                                                                  "Last-Event-ID header does)")] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", include_in_schema=False)] = None,
 ) -> EventStreamResponse:
