@@ -201,19 +201,24 @@ def apply_status(
     error_code: str | None,
     error_message: str | None,
     at: datetime,
+    integration_id: uuid.UUID | None = None,
 ) -> Message | None:
-    """Move the tenant's outbound message forward to ``status``; never backwards."""
+    """Move the tenant's outbound message forward to ``status``; never backwards.
+
+    With ``integration_id`` (a provider's callback), only a message sent through that
+    integration moves: a status is news only from the account that sent the message."""
     new_status = PROVIDER_STATUSES.get((status or "").lower())
     if new_status is None:
         log.info("unknown provider status ignored", status=status, provider_message_id=provider_message_id)
         return None
-    message = session.scalar(
-        select(Message).where(
-            Message.tenant_id == tenant_id,
-            Message.provider_message_id == provider_message_id,
-            Message.direction == Direction.OUTBOUND,
-        )
+    query = select(Message).where(
+        Message.tenant_id == tenant_id,
+        Message.provider_message_id == provider_message_id,
+        Message.direction == Direction.OUTBOUND,
     )
+    if integration_id is not None:
+        query = query.where(Message.integration_id == integration_id)
+    message = session.scalar(query)
     if message is None:
         log.info("status for an unknown message ignored", provider_message_id=provider_message_id,
                  status=status, tenant_id=str(tenant_id))

@@ -15,6 +15,7 @@ cost several times what the rest of the request costs; see the README for figure
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import TYPE_CHECKING
 
 import structlog
@@ -24,7 +25,7 @@ from sqlalchemy.engine import make_url
 from starlette.concurrency import run_in_threadpool
 
 from connectors.base import Connector, WebhookRequest
-from hub.db import new_id, utcnow
+from hub.db import dump_json, new_id, utcnow
 from hub.errors import BadRequest, Forbidden, NotFound
 from hub.webhooks import service
 from hub.webhooks.routes import RouteTarget, resolve, route_cache
@@ -51,10 +52,10 @@ FROM jsonb_to_recordset(%s::jsonb)
           payload jsonb, received_at timestamptz, field text, sealed text)
 WHERE EXISTS (SELECT 1 FROM integrations i
               WHERE i.id = e.integration_id AND i.tenant_id = e.tenant_id AND i.credentials ->> e.field = e.sealed)
-ON CONFLICT (kind, provider_event_id) DO NOTHING
+ON CONFLICT (integration_id, provider_event_id) DO NOTHING
 RETURNING id
 """
-_EXISTS = "SELECT 1 FROM webhook_events WHERE kind = %s AND provider_event_id = %s"
+_EXISTS = "SELECT 1 FROM webhook_events WHERE integration_id = %s AND provider_event_id = %s"
 
 
 def _as_json(row: dict) -> dict:
@@ -100,9 +101,9 @@ class EventStore:
         self._queue.put_nowait((rows, done))
         return await done
 
-    async def exists(self, kind: str, provider_event_id: str) -> bool:
+    async def exists(self, integration_id: uuid.UUID, provider_event_id: str) -> bool:
         async with (await self.pool()).connection() as conn:
-            return await (await conn.execute(_EXISTS, (kind, provider_event_id))).fetchone() is not None
+            return await (await conn.execute(_EXISTS, (integration_id, provider_event_id))).fetchone() is not None
 
     async def _write_batches(self) -> None:
         assert self._queue is not None and self._pool is not None
@@ -114,7 +115,7 @@ class EventStore:
             try:
                 async with self._pool.connection() as conn:
                     written = {r[0] for r in await (await conn.execute(
-                        _INSERT_BATCH, [Jsonb([_as_json(row) for row in rows])])).fetchall()}
+                        _INSERT_BATCH, [Jsonb([_as_json(row) for row in rows], dumps=dump_json)])).fetchall()}
             except Exception as exc:  # every waiter of the batch gets the failure (a 500 to the provider)
                 for _, done in batch:
                     if not done.done():
@@ -207,7 +208,7 @@ async def receive_webhook_async(*, runtime: Runtime, kind: str, request: Webhook
         written = await store.insert(rows) if rows else set()
         missing = [row for row in rows if row["id"] not in written]
         stored += len(rows) - len(missing)
-        rows = [row for row in missing if not await store.exists(kind, row["provider_event_id"])]
+        rows = [row for row in missing if not await store.exists(target.integration_id, row["provider_event_id"])]
         duplicates += len(missing) - len(rows)
         if not rows:
             break

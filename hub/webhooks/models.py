@@ -34,14 +34,16 @@ _UNHANDLED = text("handled_at IS NULL")
 class WebhookEvent(Base):
     """One verified provider event, stored before the 200: the durable record.
 
-    Unique per ``(kind, provider_event_id)`` so a repeated delivery is a no-op.
+    Unique per ``(integration_id, provider_event_id)`` so a repeated delivery is a
+    no-op. Scoped to the integration whose secret verified it: a tenant signing with
+    its own secret can never pre-empt another tenant's event by claiming its id.
     ``dispatched_at`` is set when a batch is handed to a worker, ``handled_at``
     when the worker finished it (a repeat is then skipped).
     """
 
     __tablename__ = "webhook_events"
     __table_args__ = (
-        UniqueConstraint("kind", "provider_event_id"),
+        UniqueConstraint("integration_id", "provider_event_id"),
         # The relay's two queues, each read in order with a LIMIT: events never handed
         # out, and handed-out events no worker has finished. Partial, so a pass costs
         # its batch, not the table or the backlog of handled events.

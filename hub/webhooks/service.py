@@ -4,7 +4,7 @@ batches, and handle them.
 1. ``receive_webhook`` (the hot path: one INSERT per event when the route and the
    secret are cached): the connector names the route keys, the route table names
    the tenant, the tenant's secret verifies the signature, the parsed events are
-   stored once per ``(kind, provider_event_id)``. No broker and no provider is
+   stored once per ``(integration_id, provider_event_id)``. No broker and no provider is
    touched before the answer.
 2. ``dispatch_pending_events`` (the relay): claims stored events nobody has taken,
    or whose worker died, and publishes one task per chunk of ids.
@@ -176,7 +176,7 @@ def _parsed(connector: Any, request: WebhookRequest, kind: str) -> list[InboundE
 
 def _guarded_insert(dialect: str, field: str) -> Any:
     """INSERT … SELECT … WHERE the integration still holds the sealed secret, ON CONFLICT
-    (kind, provider_event_id) DO NOTHING RETURNING id: built once per backend and field."""
+    (integration_id, provider_event_id) DO NOTHING RETURNING id: built once per backend and field."""
     key = (dialect, field)
     if key not in _insert_statements:
         if dialect == "postgresql":
@@ -194,15 +194,16 @@ def _guarded_insert(dialect: str, field: str) -> Any:
         )
         _insert_statements[key] = (
             insert(WebhookEvent).from_select(list(_EVENT_COLUMNS), values)
-            .on_conflict_do_nothing(index_elements=["kind", "provider_event_id"])
+            .on_conflict_do_nothing(index_elements=["integration_id", "provider_event_id"])
             .returning(WebhookEvent.id)
         )
     return _insert_statements[key]
 
 
-def _stored_already(conn: Connection, kind: str, provider_event_id: str) -> bool:
+def _stored_already(conn: Connection, integration_id: uuid.UUID, provider_event_id: str) -> bool:
     return conn.execute(
-        select(WebhookEvent.id).where(WebhookEvent.kind == kind, WebhookEvent.provider_event_id == provider_event_id)
+        select(WebhookEvent.id).where(WebhookEvent.integration_id == integration_id,
+                                      WebhookEvent.provider_event_id == provider_event_id)
     ).first() is not None
 
 
@@ -264,7 +265,7 @@ def receive_webhook(*, runtime: Runtime, kind: str, request: WebhookRequest) -> 
                 if conn.execute(statement, {**values, "guard_sealed": opened.sealed}).first() is not None:
                     stored += 1
                     break
-                if _stored_already(conn, kind, values["provider_event_id"]):
+                if _stored_already(conn, target.integration_id, values["provider_event_id"]):
                     duplicates += 1
                     break
                 # the integration's secret changed since it was verified: verify again with the new one
@@ -326,7 +327,7 @@ def receive_batched_webhook(*, runtime: Runtime, kind: str, connector: type[Conn
             }
             if conn.execute(statement, values).first() is not None:
                 stored += 1
-            elif _stored_already(conn, kind, values["provider_event_id"]):
+            elif _stored_already(conn, target.integration_id, values["provider_event_id"]):
                 duplicates += 1
             else:
                 # the secret changed since it was verified: Meta retries, and the retry verifies afresh
@@ -421,7 +422,8 @@ STATUS_GRACE = timedelta(minutes=2)
 
 def _apply_status_event(session: Session, event: WebhookEvent, *, provider_message_id: str, status: str,
                         error_code: str | None, error_message: str | None, runtime: Runtime | None = None) -> None:
-    message = apply_status(session=session, tenant_id=event.tenant_id, provider_message_id=provider_message_id,
+    message = apply_status(session=session, tenant_id=event.tenant_id, integration_id=event.integration_id,
+                           provider_message_id=provider_message_id,
                            status=status, error_code=error_code, error_message=error_message, at=event.received_at)
     if message is None and status in PROVIDER_STATUSES and utcnow() - event.received_at < STATUS_GRACE:
         raise MessageNotYetKnown(f"no outbound message {provider_message_id} yet")

@@ -12,8 +12,10 @@ from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
 from hub.db import utcnow
+from hub.messaging.models import Direction, Message, MessageStatus
 from hub.webhooks.models import WebhookEvent
 from hub.webhooks.routes import claim_route
+from hub.webhooks.service import handle_event
 from tenants import service as tenants
 from tenants.models import IntegrationStatus
 from tests.support import create_tenant, random_hex
@@ -235,6 +237,48 @@ class TestDeduplication:
                                account_sid=tenant_a.account_sid)
             assert post_signed(client, "/webhooks/twilio/status", form, tenant_a.auth_token).status_code == 200
         assert sorted(e.provider_event_id for e in events(runtime)) == [f"{sid}:delivered", f"{sid}:sent"]
+
+    def test_another_tenant_cannot_pre_empt_an_event_by_claiming_its_id(self, client, runtime, tenant_a, tenant_b):
+        # B sent a message; A, signing with its own token, reports a status for B's SID
+        # first. B's real callback must still be stored, and only it may move B's message.
+        sid = "SM" + random_hex(16)
+        with runtime.session_factory() as session, session.begin():
+            message = Message(tenant_id=tenant_b.tenant_id, integration_id=tenant_b.integration_id,
+                              direction=Direction.OUTBOUND, channel="sms", to_address=CUSTOMER,
+                              from_address=NUMBER_B, body="Sua consulta é amanhã", status=MessageStatus.SENT,
+                              provider_message_id=sid)
+            session.add(message)
+        forged = status_form(message_sid=sid, status="delivered", from_=NUMBER_A, to=CUSTOMER,
+                             account_sid=tenant_a.account_sid)
+        assert post_signed(client, "/webhooks/twilio/status", forged, tenant_a.auth_token).status_code == 200
+        real = status_form(message_sid=sid, status="delivered", from_=NUMBER_B, to=CUSTOMER,
+                           account_sid=tenant_b.account_sid)
+        answer = post_signed(client, "/webhooks/twilio/status", real, tenant_b.auth_token)
+        assert answer.status_code == 200
+
+        stored = {(e.tenant_id, e.provider_event_id) for e in events(runtime)}
+        assert stored == {(tenant_a.tenant_id, f"{sid}:delivered"), (tenant_b.tenant_id, f"{sid}:delivered")}
+        for event in events(runtime):
+            handle_event(runtime=runtime, event_id=event.id)
+        with runtime.session_factory() as session:
+            assert session.get(Message, message.id).status == MessageStatus.DELIVERED
+
+    def test_a_status_applies_only_to_a_message_of_the_integration_that_reported_it(self, client, runtime,
+                                                                                     tenant_a):
+        # the same tenant, a message sent through another integration of its own
+        sid = "SM" + random_hex(16)
+        with runtime.session_factory() as session, session.begin():
+            message = Message(tenant_id=tenant_a.tenant_id, integration_id=None, direction=Direction.OUTBOUND,
+                              channel="email", to_address="ana@example.com", from_address="no-reply@example.com",
+                              body="x", status=MessageStatus.SENT, provider_message_id=sid)
+            session.add(message)
+        form = status_form(message_sid=sid, status="failed", from_=NUMBER_A, to=CUSTOMER,
+                           account_sid=tenant_a.account_sid)
+        assert post_signed(client, "/webhooks/twilio/status", form, tenant_a.auth_token).status_code == 200
+        [event] = events(runtime)
+        handle_event(runtime=runtime, event_id=event.id)
+        with runtime.session_factory() as session:
+            assert session.get(Message, message.id).status == MessageStatus.SENT
 
     def test_a_json_provider_gets_the_counts_on_the_generic_path(self, client, runtime):
         # WhatsApp Cloud (Meta) on POST /webhooks/whatsapp_cloud: same path, another connector
