@@ -77,7 +77,6 @@ def test_a_broadcast_of_1000_with_injected_failures_finishes_with_exact_counts(h
         twilio.inject_failure("http_503", number=number, resource="messages", times=1)
     twilio.callback_statuses = frozenset({"undelivered", "failed"})
 
-    started = time.monotonic()
     r = hub.http.post("/v1/broadcasts", headers=acme.headers, json={
         "template": "payment-overdue", "channel": "whatsapp",
         "data": {"business_name": "Clínica Sorriso", "amount_cents": 15990, "due_date": "2026-11-20",
@@ -90,7 +89,8 @@ def test_a_broadcast_of_1000_with_injected_failures_finishes_with_exact_counts(h
     accepted = r.json()
     assert accepted["total"] == RECIPIENTS and accepted["duplicates"] == 5
     assert accepted["rate"] == WHATSAPP_SENDER_RATE
-    assert time.monotonic() - started < 5  # the POST stores recipients; workers expand them
+    # the POST only stores recipients (workers expand them into messages later)
+    assert {k: v for k, v in accepted["counts"].items() if v} == {"pending": RECIPIENTS}, accepted["counts"]
 
     expected = {"sent": RECIPIENTS - len(refused) - len(down) - len(unreachable), "failed": len(refused),
                 "dead": len(down), "undelivered": len(unreachable)}

@@ -118,7 +118,7 @@ class TestOneRefreshAtATime:
             with pytest.raises(Unavailable) as busy:
                 tokens.access_token(runtime, integration_id=integration_id, stale=stale, lock_timeout=0.5)
             assert busy.value.code == "google_token_busy"
-            assert 0.4 < time.monotonic() - started < 5
+            assert 0.4 < time.monotonic() - started < 30  # waited its 0.5 s, then gave up (a hang fails)
         finally:
             release()
         # once the holder is gone, the next caller refreshes
