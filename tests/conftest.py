@@ -290,3 +290,35 @@ def live_hub(database_url, tmp_path, request):
     server.stop()
     sandbox_server.stop()
     runtime.close()
+
+
+# --- an SMTP relay on 127.0.0.1 ------------------------------------------------------
+
+
+class _AcceptingRelay:
+    """Accepts every login and every message: a stand-in relay for tests that need a
+    working ``smtp`` integration, not for the SMTP tests themselves (tests/connectors/smtp)."""
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        return "250 2.0.0 Ok: queued"
+
+
+def _accept_any_login(server, session, envelope, mechanism, auth_data):
+    from aiosmtpd.smtp import AuthResult
+
+    return AuthResult(success=True)
+
+
+@pytest.fixture(scope="session")
+def smtp_relay() -> Iterator[int]:
+    """The port of a local relay that accepts any credentials (see tests.support.smtp_credentials)."""
+    from aiosmtpd.controller import Controller
+
+    from connectors.sandbox.server import free_port
+
+    # plain-text AUTH is fine on loopback; a production relay would want TLS first
+    controller = Controller(_AcceptingRelay(), hostname="127.0.0.1", port=free_port(), ready_timeout=5.0,
+                            authenticator=_accept_any_login, auth_require_tls=False)
+    controller.start()
+    yield controller.port
+    controller.stop()

@@ -73,3 +73,9 @@ def random_hex(nbytes: int) -> str:
     """Random test data as hex, from ``random`` (reseeded per test from HUB_TEST_SEED,
     so a failing run replays with the same values)."""
     return random.randbytes(nbytes).hex()
+
+
+def smtp_credentials(port: int, **overrides) -> dict:
+    """Working ``smtp`` integration credentials for the ``smtp_relay`` fixture's relay."""
+    return {"host": "127.0.0.1", "port": port, "from_address": "agenda@clinica.example.com", "security": "none",
+            **overrides}

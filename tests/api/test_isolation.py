@@ -14,20 +14,21 @@ from fastapi import routing
 
 from hub.auth.deps import RequireScope
 from hub.auth.scopes import PLATFORM_ADMIN
-from tests.support import tenant_headers
+from tests.support import smtp_credentials, tenant_headers
 
-A_CONFIG = {"marker": "tenant-a-only"}
+A_CONFIG = {"helo_hostname": "tenant-a-only.example"}
 
 
 @pytest.fixture
-def two_tenants(client, runtime):
+def two_tenants(client, runtime, smtp_relay):
     """Tenant A with an smtp integration B does not have; tokens for both."""
     a_id, a = tenant_headers(client, runtime, "tenant-a")
     b_id, b = tenant_headers(client, runtime, "tenant-b")
     r = client.put("/v1/integrations/smtp", headers=a,
-                   json={"credentials": {"password": "a-password-123"}, "config": A_CONFIG})
-    assert r.status_code == 200
-    return {"a_id": a_id, "a": a, "b_id": b_id, "b": b}
+                   json={"credentials": smtp_credentials(smtp_relay, username="a", password="a-password-123"),
+                         "config": A_CONFIG})
+    assert r.status_code == 200, r.text
+    return {"a_id": a_id, "a": a, "b_id": b_id, "b": b, "smtp_port": smtp_relay}
 
 
 def not_found_like_a_missing_one(client, method, path, b, **kw):
@@ -53,8 +54,9 @@ def case_get_integration(client, t):
 
 
 def case_put_integration(client, t):
-    r = client.put("/v1/integrations/smtp", headers=t["b"], json={"credentials": {}, "config": {"marker": "b"}})
-    assert r.status_code == 200
+    r = client.put("/v1/integrations/smtp", headers=t["b"],
+                   json={"credentials": smtp_credentials(t["smtp_port"]), "config": {"helo_hostname": "b.example"}})
+    assert r.status_code == 200, r.text
     assert client.get("/v1/integrations/smtp", headers=t["a"]).json()["config"] == A_CONFIG
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
 from typer.testing import CliRunner
 
 from hub.cli import app as cli
@@ -81,20 +82,71 @@ class TestClients:
 
 
 class TestTenantIntegrations:
-    def test_credentials_are_sealed_and_shown_masked(self, client, runtime):
-        from tests.support import tenant_headers
+    def test_credentials_are_sealed_and_only_secrets_are_masked(self, client, runtime, smtp_relay):
+        from tests.support import smtp_credentials, tenant_headers
 
         _, headers = tenant_headers(client, runtime)
         password = "f00dfacef00dfacef00dfacef00d1234"
         r = client.put("/v1/integrations/smtp", headers=headers, json={
-            "credentials": {"username": "clinica@example.com", "password": password},
-            "config": {"host": "smtp.example.com"}})
-        assert r.status_code == 200
+            "credentials": smtp_credentials(smtp_relay, username="clinica@example.com", password=password),
+            "config": {"helo_hostname": "clinica.example.com"}})
+        assert r.status_code == 200, r.text
         body = r.json()
-        assert body["credentials"] == {"username": "cl….com", "password": "f0…1234"}
+        # the host, port, user and security are settings, shown; the password shows its last 4 only
+        assert body["credentials"] == {"host": "127.0.0.1", "port": str(smtp_relay), "username": "clinica@example.com",
+                                       "password": "…1234", "from_address": "agenda@clinica.example.com",
+                                       "security": "none"}
         assert password not in r.text and password not in client.get("/v1/integrations", headers=headers).text
         assert client.get("/v1/integrations/smtp", headers=headers).json()["status"] == "active"
         assert client.put("/v1/integrations/Bad-Kind", headers=headers, json={}).status_code == 422
         assert client.put("/v1/integrations/smtp", headers=headers, json={"credentials": "x"}).status_code == 422
         assert client.delete("/v1/integrations/smtp", headers=headers).status_code == 204
         assert client.get("/v1/integrations/smtp", headers=headers).status_code == 404
+
+    def test_a_short_secret_shows_nothing_of_itself(self, client, runtime, smtp_relay):
+        from tests.support import smtp_credentials, tenant_headers
+
+        _, headers = tenant_headers(client, runtime)
+        r = client.put("/v1/integrations/smtp", headers=headers,
+                       json={"credentials": smtp_credentials(smtp_relay, username="u", password="123456789")})
+        assert r.status_code == 200, r.text
+        assert r.json()["credentials"]["password"] == "…"
+
+    @pytest.mark.parametrize("kind", ["paypal", "stripe", "twillio", "nonexistent_kind"])
+    def test_a_kind_no_connector_has_is_a_404_and_nothing_is_stored(self, client, runtime, kind):
+        from tests.support import tenant_headers
+
+        _, headers = tenant_headers(client, runtime)
+        r = client.put(f"/v1/integrations/{kind}", headers=headers,
+                       json={"credentials": {"secret_key": "sk_test_123"}, "config": {}})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_kind", r.text
+        assert client.get("/v1/integrations", headers=headers).json() == []
+
+    def test_credentials_are_validated_by_the_connectors_model_naming_every_field(self, client, runtime):
+        from tests.support import tenant_headers
+
+        _, headers = tenant_headers(client, runtime)
+        r = client.put("/v1/integrations/smtp", headers=headers,
+                       json={"credentials": {"port": 0, "from_address": "not an address"}})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_credentials"
+        message = r.json()["error"]["message"]
+        for field in ("credentials.host", "credentials.port", "credentials.from_address"):
+            assert field in message, message
+        assert client.get("/v1/integrations", headers=headers).json() == []
+
+    def test_credentials_the_provider_refuses_are_a_422_saying_why(self, client, runtime):
+        from connectors.sandbox.server import free_port
+        from tests.support import smtp_credentials, tenant_headers
+
+        _, headers = tenant_headers(client, runtime)
+        r = client.put("/v1/integrations/smtp", headers=headers,
+                       json={"credentials": smtp_credentials(free_port())})  # nothing listens there
+        assert r.status_code == 422 and r.json()["error"]["code"] == "provider_check_failed", r.text
+        assert client.get("/v1/integrations", headers=headers).json() == []
+
+    def test_google_calendar_is_connected_by_consent_not_credentials(self, client, runtime):
+        from tests.support import tenant_headers
+
+        _, headers = tenant_headers(client, runtime)
+        r = client.put("/v1/integrations/google_calendar", headers=headers, json={"credentials": {"x": "y"}})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "use_connect_flow"

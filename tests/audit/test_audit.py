@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from hub.audit import service as audit
 from hub.cli import app as cli
-from tests.support import bearer, create_client, create_tenant, get_token
+from tests.support import bearer, create_client, create_tenant, get_token, smtp_credentials
 
 
 def record_some(runtime, tenant_id, n):
@@ -86,16 +86,15 @@ class TestChain:
 
 
 class TestWhatIsAudited:
-    def test_requests_changes_and_failures_are_in_the_tenants_trail(self, client, runtime):
+    def test_requests_changes_and_failures_are_in_the_tenants_trail(self, client, runtime, smtp_relay):
         platform = bearer(get_token(client, create_client(runtime, None)))
         tenant_id = client.post("/v1/tenants", json={"slug": "acme", "name": "Acme"}, headers=platform).json()["id"]
         creds = client.post(f"/v1/tenants/{tenant_id}/clients", json={}, headers=platform).json()
         token = get_token(client, type("C", (), {"client_id": creds["client_id"],
                                                  "client_secret": creds["client_secret"]})())
         r = client.put("/v1/integrations/smtp", headers=bearer(token), json={
-            "credentials": {"username": "clinica", "password": "supersecrettoken1234"},
-            "config": {"host": "smtp.example.com"}})
-        assert r.status_code == 200
+            "credentials": smtp_credentials(smtp_relay, username="clinica", password="supersecrettoken1234")})
+        assert r.status_code == 200, r.text
         client.get("/v1/integrations/nothing", headers=bearer(token))  # a 404, audited as a failure
         client.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": creds["client_id"],
                                           "client_secret": "wrong"})
@@ -105,7 +104,7 @@ class TestWhatIsAudited:
                          "api.request"):
             assert expected in actions, actions
         put = next(e for e in trail if e["action"] == "integration.credentials_set")
-        assert put["details"]["after"]["masked_credentials"]["password"] == "su…1234"
+        assert put["details"]["after"]["masked_credentials"]["password"] == "…1234"
         assert "supersecrettoken1234" not in json.dumps(trail)
         failed = [e for e in trail if e["action"] == "api.request" and e["outcome"] == "failure"]
         assert any(e["details"]["status"] == 404 and e["details"]["route"] == "/v1/integrations/{kind}"
@@ -137,14 +136,14 @@ class TestWhatIsAudited:
         r = client.get(f"/v1/audit?tenant_id={a}", headers=b_token)
         assert r.status_code == 404
 
-    def test_if_the_audit_row_cannot_be_written_the_action_does_not_happen(self, client, runtime):
+    def test_if_the_audit_row_cannot_be_written_the_action_does_not_happen(self, client, runtime, smtp_relay):
         tenant_id = create_tenant(runtime)
         token = bearer(get_token(client, create_client(runtime, tenant_id)))
         with runtime.engine.begin() as conn:
             conn.execute(text("ALTER TABLE audit_events RENAME TO audit_events_away"))
         try:
             r = client.put("/v1/integrations/smtp", headers=token,
-                           json={"credentials": {"password": "p4ssw0rd-long"}, "config": {}})
+                           json={"credentials": smtp_credentials(smtp_relay, username="u", password="p4ssw0rd-long")})
             assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
         finally:
             with runtime.engine.begin() as conn:

@@ -75,7 +75,7 @@ def connect(hub, tenant: GoogleTenant) -> httpx.Response:
     return page
 
 
-def eventually(probe: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition") -> Any:
+def eventually(probe: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
     """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

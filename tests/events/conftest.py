@@ -78,7 +78,7 @@ class SSEClient:
             self._opened.set()
             self.closed.set()
 
-    def next(self, timeout: float = 3.0, *, comments: bool = False) -> Received:
+    def next(self, timeout: float = 10.0, *, comments: bool = False) -> Received:
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -88,7 +88,7 @@ class SSEClient:
             if comments or item.comment is None:
                 return item
 
-    def events(self, n: int, timeout: float = 3.0) -> list[Received]:
+    def events(self, n: int, timeout: float = 10.0) -> list[Received]:
         return [self.next(timeout) for _ in range(n)]
 
     def nothing_for(self, seconds: float) -> bool:

@@ -65,7 +65,7 @@ def twilio_tenant(hub, slug: str = "acme", *, channels=("sms", "whatsapp"), stat
     return TwilioTenant(tenant_id, headers, sid, token, number, integration_id)
 
 
-def eventually(probe: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition") -> Any:
+def eventually(probe: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
     """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -83,7 +83,7 @@ def get_message(hub, tenant: TwilioTenant, message_id: str) -> dict:
     return response.json()
 
 
-def wait_for_status(hub, tenant: TwilioTenant, message_id: str, *statuses: str, timeout: float = 10.0) -> dict:
+def wait_for_status(hub, tenant: TwilioTenant, message_id: str, *statuses: str, timeout: float = 30.0) -> dict:
     """The message once its status is one of ``statuses``."""
     last: dict = {}
 

@@ -65,7 +65,7 @@ class Onboarding:
         return [e["action"] for e in reversed(events) if e["action"].startswith("integration.")]
 
 
-def wait_until(predicate, timeout: float = 5.0, what: str = "condition") -> None:
+def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

@@ -87,7 +87,10 @@ class TestIntegrations:
         session.commit()
         assert all(v.startswith("sealed:v1:") for v in integration.credentials.values())
         view = service.integration_read(session=session, vault=runtime.vault, integration=integration)
-        assert view.credentials == {"account_sid": "AC…1234", "auth_token": "ff…ffff"}
+        assert view.credentials == {"account_sid": "…1234", "auth_token": "…ffff"}  # no model: all secret
+        view = service.integration_read(session=session, vault=runtime.vault, integration=integration,
+                                        secret_fields={"auth_token"})
+        assert view.credentials == {"account_sid": "AC" + "0" * 28 + "1234", "auth_token": "…ffff"}
         assert view.status == IntegrationStatus.PENDING
         service.mark_integration_error(session=session, integration=integration, error="boom")
         assert (integration.status, integration.last_error) == ("error", "boom")

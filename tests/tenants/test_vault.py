@@ -188,8 +188,10 @@ class TestNoPlaintextAtRest:
         assert base64.b64encode(KNOWN_TOKEN.encode()) not in raw
 
 
-def test_mask_shows_only_the_ends():
-    assert mask_secret("AC0123456789abcdef0123456789ab1234") == "AC…1234"
+def test_a_mask_shows_at_most_the_last_four_and_nothing_of_a_short_secret():
+    assert mask_secret("0123456789abcdef0123456789ab1234") == "…1234"
+    assert mask_secret("123456789012") == "…9012"
+    assert mask_secret("12345678901") == "…"  # 11 long: its last 4 would be too much of it
     assert mask_secret("short") == "…"
     assert mask_secret("") == ""
 

@@ -70,7 +70,7 @@ def status_form(*, message_sid: str, status: str, from_: str, to: str, account_s
             "AccountSid": account_sid, "From": from_, "To": to, "ApiVersion": "2010-04-01", **extra}
 
 
-def wait_for(probe: Callable[[], T], *, timeout: float = 8.0, interval: float = 0.05, what: str = "") -> T:
+def wait_for(probe: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05, what: str = "") -> T:
     """Poll ``probe`` until it returns something truthy."""
     deadline = time.monotonic() + timeout
     while True:

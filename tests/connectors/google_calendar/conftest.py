@@ -52,7 +52,7 @@ class PushReceiver:
         with self._arrived:
             return [r for r in self.requests if r.headers.get("x-goog-channel-id") == channel_id]
 
-    def wait_for(self, channel_id: str, count: int, timeout: float = 5.0) -> list[WebhookRequest]:
+    def wait_for(self, channel_id: str, count: int, timeout: float = 15.0) -> list[WebhookRequest]:
         deadline = time.monotonic() + timeout
         with self._arrived:
             while len(got := [r for r in self.requests if r.headers.get("x-goog-channel-id") == channel_id]) < count:
@@ -107,7 +107,7 @@ def oauth_client(sandbox: Sandbox) -> GoogleOAuthClient:
 
 @pytest.fixture
 def oauth(oauth_client: GoogleOAuthClient) -> GoogleOAuth:
-    return GoogleOAuth(oauth_client, timeout=5.0)
+    return GoogleOAuth(oauth_client, timeout=15.0)
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def connect(sandbox: Sandbox, oauth: GoogleOAuth) -> Callable[..., GoogleCalenda
 @pytest.fixture
 def connector_for(sandbox: Sandbox, oauth_client: GoogleOAuthClient) -> Callable[..., GoogleCalendarConnector]:
     def build(credentials: GoogleCalendarCredentials, **kwargs: object) -> GoogleCalendarConnector:
-        options: dict[str, object] = {"timeout": 5.0} | kwargs
+        options: dict[str, object] = {"timeout": 15.0} | kwargs
         return GoogleCalendarConnector(
             credentials=credentials, base_url=sandbox.url, oauth_client=oauth_client, **options
         )

@@ -15,7 +15,7 @@ from connectors.google_calendar import DEFAULT_SCOPES, GoogleOAuth, GrantRevoked
 
 @pytest.fixture
 def control(sandbox):
-    with httpx.Client(base_url=f"{sandbox.url}/_sandbox/google", timeout=5.0, trust_env=False) as client:
+    with httpx.Client(base_url=f"{sandbox.url}/_sandbox/google", timeout=15.0, trust_env=False) as client:
         yield client
 
 
@@ -98,7 +98,7 @@ class TestUserinfo:
         answer = httpx.get(
             f"{sandbox.url}/oauth2/v3/userinfo",
             headers={"Authorization": f"Bearer {token}"},
-            timeout=5.0,
+            timeout=15.0,
             trust_env=False,
         )
         assert answer.json()["email"] == email and answer.json()["email_verified"] is True
@@ -108,7 +108,7 @@ class TestUserinfo:
         refused = httpx.get(
             f"{sandbox.url}/oauth2/v3/userinfo",
             headers={"Authorization": f"Bearer {calendar_only.access_token.get_secret_value()}"},
-            timeout=5.0,
+            timeout=15.0,
             trust_env=False,
         )
         assert refused.status_code == 403

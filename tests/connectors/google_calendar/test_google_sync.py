@@ -97,7 +97,7 @@ class TestFullAndIncrementalSync:
         _, checkpoint = drain(calendar.iter_changes("primary"))
         httpx.post(
             f"{sandbox.url}/_sandbox/google/calendars/{calendar.credentials.account_email}/sync-tokens/invalidate",
-            timeout=5.0,
+            timeout=15.0,
         ).raise_for_status()
 
         with pytest.raises(SyncTokenInvalid) as gone:

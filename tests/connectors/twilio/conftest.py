@@ -78,7 +78,7 @@ class WebhookReceiver:
             self.received.clear()
 
     def wait_for(
-        self, count: int, *, where: Callable[[WebhookRequest], bool] = lambda r: True, timeout: float = 5.0
+        self, count: int, *, where: Callable[[WebhookRequest], bool] = lambda r: True, timeout: float = 15.0
     ) -> list[WebhookRequest]:
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -132,7 +132,7 @@ def connector_for(sandbox: Sandbox) -> Iterator[ConnectorFactory]:
     """Build connectors against the sandbox; ``connector_for(sid, token, **config)``."""
     built: list[TwilioConnector] = []
 
-    def build(sid: str, token: str, *, timeout: float = 5.0, **config) -> TwilioConnector:
+    def build(sid: str, token: str, *, timeout: float = 15.0, **config) -> TwilioConnector:
         connector = TwilioConnector(
             credentials={"account_sid": sid, "auth_token": token},
             config=config,

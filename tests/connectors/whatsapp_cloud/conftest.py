@@ -58,4 +58,4 @@ def sandbox(meta_state: MetaSandbox, meta_server, receiver_server) -> MetaSandbo
 
 @pytest.fixture
 def connector(sandbox: MetaSandbox, meta_server) -> WhatsAppCloudConnector:
-    return WhatsAppCloudConnector(credentials=create_credentials(), base_url=meta_server.url, timeout=3.0)
+    return WhatsAppCloudConnector(credentials=create_credentials(), base_url=meta_server.url, timeout=15.0)

@@ -80,7 +80,7 @@ class WebhookReceiver:
             self.accepted.clear()
             self.rejected = 0
 
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[WebhookRequest]:
+    def wait_for(self, count: int, timeout: float = 15.0) -> list[WebhookRequest]:
         deadline = time.monotonic() + timeout
         with self._cond:
             while len(self.accepted) < count:
