@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from typing import Any
+from typing import Any, get_args
 
+from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from connectors.base import Connector
@@ -29,6 +30,22 @@ def provider_base_url(runtime: Runtime) -> str | None:
         raise Unavailable("sandbox mode is on but no sandbox is running (set HUB_SANDBOX_URL)",
                           code="sandbox_unavailable")
     return runtime.sandbox_url
+
+
+def secret_fields(runtime: Runtime, kind: str) -> frozenset[str] | None:
+    """The credential fields of ``kind`` its connector declares secret (``SecretStr``);
+    None (treat all as secret) for a kind no connector describes."""
+    if kind not in runtime.registry:
+        return None
+    fields = runtime.registry.get(kind).credentials_model.model_fields
+    return frozenset(name for name, field in fields.items()
+                     if field.annotation is SecretStr or SecretStr in get_args(field.annotation))
+
+
+def integration_view(runtime: Runtime, session: Session, integration: Integration):
+    """The API view of an integration: its secrets masked, the rest as stored."""
+    return tenants.integration_read(session=session, vault=runtime.vault, integration=integration,
+                                    secret_fields=secret_fields(runtime, integration.kind))
 
 
 def credentials_for(connector_cls: type[Connector], values: dict[str, Any]):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -179,10 +180,12 @@ def mark_integration_error(*, session: Session, integration: Integration, error:
     session.flush()
 
 
-def integration_read(*, session: Session, vault: Vault, integration: Integration) -> IntegrationRead:
-    """The API view: credentials masked only."""
-    masked = {name: mask_secret(value) for name, value in
-              open_credentials(session=session, vault=vault, integration=integration).items()}
+def integration_read(*, session: Session, vault: Vault, integration: Integration,
+                     secret_fields: Collection[str] | None = None) -> IntegrationRead:
+    """The API view: ``secret_fields`` masked (every field when not given), the other
+    credentials (a host, a port, an account SID) shown as they are."""
+    masked = {name: mask_secret(value) if secret_fields is None or name in secret_fields else value
+              for name, value in open_credentials(session=session, vault=vault, integration=integration).items()}
     return IntegrationRead(
         kind=integration.kind,
         status=integration.status,

@@ -64,11 +64,17 @@ def field_context(integration_id: uuid.UUID | str, field_name: str) -> str:
     return f"{integration_id}:{field_name}"
 
 
+# A secret shorter than this shows nothing at all: its last four characters would be
+# too large a share of it.
+MASK_MIN_LENGTH = 12
+
+
 def mask_secret(value: str) -> str:
-    """A display form that shows just enough to recognise a secret: ``AC…1234``."""
-    if len(value) <= 8:
-        return "…" if value else ""
-    return f"{value[:2]}…{value[-4:]}"
+    """A display form that recognises a secret without revealing it: ``…1234`` (the
+    last four characters, and only of a secret at least 12 long), else ``…``."""
+    if not value:
+        return ""
+    return f"…{value[-4:]}" if len(value) >= MASK_MIN_LENGTH else "…"
 
 
 def is_sealed(value: object) -> bool:

@@ -8,13 +8,11 @@ from fastapi import APIRouter, Path, Request, Response, status
 
 from hub.audit import service as audit
 from hub.auth.deps import client_ip, request_id, tenant_with
-from hub.deps import DbSession, HubRuntime, VaultDep
+from hub.deps import DbSession, HubRuntime
 from hub.errors import AUTHENTICATED_ERRORS, NotFound, error_responses
-from hub.onboarding import flows
-from hub.onboarding import service as onboarding
-from hub.whatsapp import service as whatsapp
+from hub.integrations.installers import Actor, installer_for
+from hub.providers import integration_view
 from tenants import service as tenants
-from tenants.models import IntegrationStatus
 from tenants.schemas import IntegrationRead, IntegrationWrite, TenantRead
 
 router = APIRouter(prefix="/v1", tags=["tenant"], responses=AUTHENTICATED_ERRORS)
@@ -29,26 +27,29 @@ def own_tenant(session: DbSession, principal: tenant_with(None)) -> TenantRead:
 
 
 @router.get("/integrations", response_model=list[IntegrationRead])
-def list_integrations(session: DbSession, vault: VaultDep,
+def list_integrations(session: DbSession, runtime: HubRuntime,
                       principal: tenant_with("integrations:read")) -> list[IntegrationRead]:
     """The tenant's integrations, credentials masked."""
-    return [tenants.integration_read(session=session, vault=vault, integration=i)
+    return [integration_view(runtime, session, i)
             for i in tenants.list_integrations(session=session, tenant_id=principal.tenant_id)]
 
 
 @router.get("/integrations/{kind}", response_model=IntegrationRead)
-def get_integration(kind: KindPath, session: DbSession, vault: VaultDep,
+def get_integration(kind: KindPath, session: DbSession, runtime: HubRuntime,
                     principal: tenant_with("integrations:read")) -> IntegrationRead:
     """One integration, credentials masked."""
     integration = tenants.get_integration(session=session, tenant_id=principal.tenant_id, kind=kind)
-    return tenants.integration_read(session=session, vault=vault, integration=integration)
+    return integration_view(runtime, session, integration)
 
 
 @router.put("/integrations/{kind}", response_model=IntegrationRead, responses=error_responses(409, 502))
 def put_integration(kind: KindPath, integration_in: IntegrationWrite, request: Request, session: DbSession,
-                    vault: VaultDep, runtime: HubRuntime, principal: tenant_with("integrations:write")
+                    runtime: HubRuntime, principal: tenant_with("integrations:write")
                     ) -> IntegrationRead:
-    """Store an integration's credentials (sealed; shown masked only) and config.
+    """Store an integration's credentials (sealed; shown masked only) and config, after
+    the provider confirms they work. A kind no connector has is a 404 `unknown_kind`;
+    credentials and config are validated by the connector's models (a 422 names every
+    failing field) and checked with the provider (a 422 `provider_check_failed` says why).
 
     For `twilio` (your own account): `{"credentials": {"account_sid", "auth_token"},
     "config": {"numbers": ["+55…"], "channels": ["sms", "whatsapp"]}}`; Twilio is asked
@@ -58,28 +59,21 @@ def put_integration(kind: KindPath, integration_in: IntegrationWrite, request: R
     For `whatsapp_cloud`: `{"credentials": {"phone_number_id", "waba_id", "access_token",
     "app_secret", "verify_token"}}`; the phone number ID is routed to this integration
     (409 `route_taken`) and the verify token answers Meta's handshake on `GET /webhooks/whatsapp`.
+
+    For `smtp`: `{"credentials": {"host", "port", "from_address", "username"?, "password"?,
+    "security": "starttls"|"tls"|"none"}}`; the hub connects and logs in once.
+
+    `google_calendar` is connected through `POST /v1/integrations/google/connect` (409 here).
     """
+    installer = installer_for(runtime, kind)
     try:
-        before = tenants.integration_read(
-            session=session, vault=vault,
-            integration=tenants.get_integration(session=session, tenant_id=principal.tenant_id, kind=kind))
+        before = integration_view(runtime, session,
+                                  tenants.get_integration(session=session, tenant_id=principal.tenant_id, kind=kind))
     except NotFound:
         before = None
-    if kind == onboarding.TWILIO:
-        integration = onboarding.install_twilio(session=session, runtime=runtime, tenant_id=principal.tenant_id,
-                                                integration_in=integration_in)
-    elif kind == whatsapp.WHATSAPP_CLOUD:
-        integration = whatsapp.install_whatsapp_cloud(session=session, runtime=runtime,
-                                                      tenant_id=principal.tenant_id,
-                                                      credentials=integration_in.credentials,
-                                                      config=integration_in.config)
-    else:
-        integration = tenants.put_integration(
-            session=session, vault=vault, tenant_id=principal.tenant_id, kind=kind,
-            credentials=integration_in.credentials, config=integration_in.config,
-            status=IntegrationStatus.ACTIVE if integration_in.credentials else IntegrationStatus.PENDING,
-        )
-    after = tenants.integration_read(session=session, vault=vault, integration=integration)
+    integration = installer.install(session=session, runtime=runtime, tenant_id=principal.tenant_id,
+                                    integration_in=integration_in)
+    after = integration_view(runtime, session, integration)
     audit.record(session=session, tenant_id=principal.tenant_id, actor=principal.actor,
                  action="integration.credentials_set", target=kind, ip=client_ip(request),
                  request_id=request_id(request),
@@ -89,22 +83,19 @@ def put_integration(kind: KindPath, integration_in: IntegrationWrite, request: R
 
 @router.delete("/integrations/{kind}", status_code=status.HTTP_204_NO_CONTENT,
                responses=error_responses(409, 502))
-def delete_integration(kind: KindPath, request: Request, session: DbSession, vault: VaultDep, runtime: HubRuntime,
+def delete_integration(kind: KindPath, request: Request, session: DbSession, runtime: HubRuntime,
                        principal: tenant_with("integrations:write")) -> Response:
-    """Remove an integration and its credentials.
+    """Remove an integration and its credentials, undoing at the provider what the hub set up.
 
     For `twilio`: its routes go; a subaccount the hub provisioned has its numbers
-    released and is closed (never a bring-your-own account). When Twilio fails, the
+    released and is closed (never a bring-your-own account). For `google_calendar`:
+    the watch channels stop and the grant is revoked. When the provider fails, the
     integration is kept with status `error` and the answer is a 502: retry the DELETE.
     """
     integration = tenants.get_integration(session=session, tenant_id=principal.tenant_id, kind=kind)
-    before = tenants.integration_read(session=session, vault=vault, integration=integration)
-    if kind == whatsapp.WHATSAPP_CLOUD:
-        whatsapp.uninstall_whatsapp_cloud(session=session, runtime=runtime, integration=integration)
-    if kind == onboarding.TWILIO:
-        flows.teardown_twilio(runtime=runtime, session=session, integration=integration, actor=principal.actor,
-                              ip=client_ip(request), request_id=request_id(request))
-    tenants.delete_integration(session=session, tenant_id=principal.tenant_id, kind=kind)
+    before = integration_view(runtime, session, integration)
+    installer_for(runtime, kind).uninstall(session=session, runtime=runtime, integration=integration,
+                                           actor=Actor(principal.actor, client_ip(request), request_id(request)))
     audit.record(session=session, tenant_id=principal.tenant_id, actor=principal.actor,
                  action="integration.deleted", target=kind, ip=client_ip(request),
                  request_id=request_id(request), details={"before": _audit_view(before)})

@@ -59,7 +59,7 @@ from hub.onboarding.service import (
     status_webhook_url,
     sync_routes,
 )
-from hub.providers import platform_twilio
+from hub.providers import integration_view, platform_twilio
 from hub.runtime import Runtime
 from hub.webhooks.routes import release_routes
 from tenants import service as tenants
@@ -159,7 +159,7 @@ def _begin(*, runtime: Runtime, tenant_id: uuid.UUID, provision_in: ProvisionCre
                                "DELETE /v1/integrations/twilio first to provision another", code="already_provisioned")
             if claimed is not None:
                 complete_key(session=session, claim_row=claimed, resource_id=integration.id, status_code=200)
-            view = tenants.integration_read(session=session, vault=runtime.vault, integration=integration)
+            view = integration_view(runtime, session, integration)
             return Provisioned(view, 200)
         resuming = holds_provider_resources(integration)
         if resuming and state.get("request") != provision_in.request():
@@ -325,7 +325,7 @@ def _activate(run: _Run, subaccount_sid: str) -> Provisioned:
             if row is not None:
                 complete_key(session=session, claim_row=row, resource_id=integration.id, status_code=201)
         session.flush()
-        view = tenants.integration_read(session=session, vault=runtime.vault, integration=integration)
+        view = integration_view(runtime, session, integration)
     log.info("twilio onboarding done", tenant_id=str(run.tenant_id), subaccount=subaccount_sid)
     return Provisioned(view, 201)
 
@@ -548,7 +548,7 @@ def _replay(session: Session, runtime: Runtime, tenant_id: uuid.UUID, replay: Re
                    if replay.resource_id else None)
     if integration is None:
         raise NotFound("the integration this request provisioned has since been removed")
-    view = tenants.integration_read(session=session, vault=runtime.vault, integration=integration)
+    view = integration_view(runtime, session, integration)
     return Provisioned(view, replay.status_code, replayed=True)
 
 
