@@ -39,7 +39,7 @@ from hub.broadcasts.repository import NOT_GONE, BroadcastRepository
 from hub.broadcasts.schemas import BroadcastCreate
 from hub.db import new_id, transaction, utcnow
 from hub.errors import Conflict, HubError, Invalid, NotFound
-from hub.messaging.addresses import InvalidAddress, normalize_address
+from hub.messaging.addresses import InvalidAddress, recipient_address
 from hub.messaging.channels import region_of
 from hub.messaging.channels import sender_for as _sender
 from hub.messaging.models import Direction, Message, MessageStatus, OutboxEntry
@@ -242,7 +242,7 @@ def _audience(session: Session, tenant_id: uuid.UUID, broadcast_in: BroadcastCre
         region = region_of(session, tenant_id)
         for index, recipient_in in enumerate(broadcast_in.recipients):
             try:
-                address = normalize_address(channel, recipient_in.to, default_region=region)
+                address = recipient_address(channel, recipient_in.to, default_region=region)
             except InvalidAddress as exc:
                 problems.add(index, str(exc))
                 candidates.append(None)

@@ -38,7 +38,7 @@ from hub.contacts.schemas import (
 )
 from hub.db import utcnow
 from hub.errors import Conflict, HubError, Invalid, NotFound
-from hub.messaging.addresses import InvalidAddress, normalize_email, normalize_phone
+from hub.messaging.addresses import InvalidAddress, check_recipient_phone, normalize_email, normalize_phone
 from hub.messaging.channels import region_of
 from hub.messaging.inbound import contact_address
 from hub.messaging.models import CLAIMABLE, Conversation, Direction, Message, MessageStatus, OutboxEntry
@@ -119,7 +119,7 @@ def keywords_match(keywords: list[str], body: str) -> bool:
 
 def _phone(session: Session, tenant_id: uuid.UUID, raw: str) -> str:
     try:
-        return normalize_phone(raw, default_region=region_of(session, tenant_id))
+        return check_recipient_phone(normalize_phone(raw, default_region=region_of(session, tenant_id)))
     except InvalidAddress as exc:
         raise Invalid(f"phone: {exc}", code="invalid_phone") from None
 

@@ -127,6 +127,33 @@ def normalize_address(channel: Channel, raw: str, *, default_region: str = "BR")
     raise ValueError(f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}")
 
 
+# Numbers a message must never be sent to: each costs the sender (premium-rate, shared-
+# cost: the "SMS pumping" fraud runs on them) or reaches no person (voicemail, pagers,
+# universal access numbers of call centres).
+_NOT_A_RECIPIENT: Final = {
+    PhoneNumberType.PREMIUM_RATE: "a premium-rate number",
+    PhoneNumberType.SHARED_COST: "a shared-cost number",
+    PhoneNumberType.UAN: "a universal access (call centre) number",
+    PhoneNumberType.VOICEMAIL: "a voicemail access number",
+    PhoneNumberType.PAGER: "a pager number",
+}
+
+
+def check_recipient_phone(e164: str) -> str:
+    """``e164`` when a message may go to it; InvalidAddress for premium-rate and other
+    special-service numbers, which no message of a tenant should ever reach."""
+    kind = phonenumbers.number_type(phonenumbers.parse(e164))
+    if kind in _NOT_A_RECIPIENT:
+        raise InvalidAddress(f"{e164} is {_NOT_A_RECIPIENT[kind]}; messages are not sent to such numbers")
+    return e164
+
+
+def recipient_address(channel: Channel, raw: str, *, default_region: str = "BR") -> str:
+    """``normalize_address`` for someone a message goes to: special-service numbers refused."""
+    address = normalize_address(channel, raw, default_region=default_region)
+    return check_recipient_phone(address) if channel in ("sms", "whatsapp") else address
+
+
 def is_mobile(e164: str) -> bool:
     """Whether the number can be a mobile (True also where the plan does not distinguish, as in the US)."""
     number = phonenumbers.parse(normalize_phone(e164))

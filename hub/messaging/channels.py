@@ -29,7 +29,13 @@ from hub.contacts.models import Contact
 from hub.contacts.repository import ContactRepository
 from hub.db import utcnow
 from hub.errors import Conflict, HubError, Invalid
-from hub.messaging.addresses import InvalidAddress, normalize_address, normalize_email, normalize_phone
+from hub.messaging.addresses import (
+    InvalidAddress,
+    check_recipient_phone,
+    normalize_email,
+    normalize_phone,
+    recipient_address,
+)
 from hub.messaging.models import DEFAULT_CHANNEL_ORDER, Message, MessageStatus, MessagingSettings
 from hub.messaging.segments import MAX_SMS_SEGMENTS, TooManySegments, check_segments
 from hub.whatsapp.service import ResolvedTemplate, TemplateRequest, WhatsAppRefused
@@ -352,13 +358,18 @@ def _address(session: Session, tenant_id: uuid.UUID, channel: str, contact: Cont
              raw_to: str | None) -> str:
     if raw_to is not None:
         try:
-            return normalize_address(channel, raw_to, default_region=region_of(session, tenant_id))  # type: ignore[arg-type]
+            return recipient_address(channel, raw_to, default_region=region_of(session, tenant_id))  # type: ignore[arg-type]
         except InvalidAddress as exc:
             raise Invalid(f"to: {exc}", code="invalid_address") from None
     address = (contact.phone if channel in PHONE_CHANNELS else contact.email) if contact else None
     if not address:
         what = "phone number" if channel in PHONE_CHANNELS else "e-mail address"
         raise Invalid(f"the contact has no {what} for {channel}", code="no_address")
+    if channel in PHONE_CHANNELS:
+        try:
+            check_recipient_phone(address)
+        except InvalidAddress as exc:
+            raise Invalid(f"the contact's phone: {exc}", code="invalid_address") from None
     return address
 
 

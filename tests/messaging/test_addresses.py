@@ -12,10 +12,12 @@ from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from hub.messaging.addresses import (
     InvalidAddress,
+    check_recipient_phone,
     is_mobile,
     normalize_address,
     normalize_email,
     normalize_phone,
+    recipient_address,
     whatsapp_id,
 )
 
@@ -259,3 +261,42 @@ class TestNormalizeAddress:
     def test_unknown_channel(self) -> None:
         with pytest.raises(ValueError, match="unknown channel"):
             normalize_address("fax", "+5511987654321")  # type: ignore[arg-type]
+
+
+class TestRecipients:
+    @pytest.mark.parametrize(("number", "kind"), [
+        ("+1 900 555 1234", "premium-rate"), ("+55 900 123 4567", "premium-rate"), ("+44 9067 123456", "premium-rate"),
+        ("+33 899 12 34 56", "premium-rate"),
+    ])
+    def test_premium_rate_numbers_are_never_recipients(self, number, kind):
+        with pytest.raises(InvalidAddress, match=kind):
+            recipient_address("sms", number)
+        with pytest.raises(InvalidAddress, match=kind):
+            recipient_address("whatsapp", number)
+        assert normalize_phone(number)  # still a phone number: an inbound sender may be one
+
+    def test_every_special_service_type_phonenumbers_knows_is_refused(self):
+        for kind in (PhoneNumberType.PREMIUM_RATE, PhoneNumberType.SHARED_COST, PhoneNumberType.UAN,
+                     PhoneNumberType.VOICEMAIL, PhoneNumberType.PAGER):
+            for region in ("BR", "US", "GB", "FR", "DE", "PT", "AR"):
+                example = phonenumbers.example_number_for_type(region, kind)
+                if example is None or not phonenumbers.is_valid_number(example):
+                    continue
+                e164 = phonenumbers.format_number(example, PhoneNumberFormat.E164)
+                with pytest.raises(InvalidAddress):
+                    check_recipient_phone(e164)
+
+    def test_mobiles_landlines_and_e_mail_are_recipients(self):
+        assert recipient_address("sms", "(11) 98765-4321") == "+5511987654321"
+        assert recipient_address("whatsapp", "+55 11 3456-7890") == "+551134567890"
+        assert recipient_address("email", "Ana@Example.COM") == "Ana@example.com"
+
+
+def test_a_message_to_a_premium_rate_number_is_a_422_naming_to(client, runtime):
+    from tests.support import tenant_headers
+
+    _, headers = tenant_headers(client, runtime)
+    r = client.post("/v1/messages", headers=headers, json={"channel": "sms", "to": "+19005551234", "body": "oi"})
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith("to:"), r.text
+    r = client.post("/v1/contacts", headers=headers, json={"name": "X", "phone": "+19005551234"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_phone"
