@@ -241,8 +241,6 @@ def _tenant_command(ref: str, action: str) -> None:
             tenant = service.find_tenant(session=session, ref=ref)
             if action == "suspend":
                 tenant = service.suspend_tenant(session=session, tenant_id=tenant.id)
-            elif action == "erase":
-                tenant = service.erase_tenant(session=session, vault=runtime.vault, tenant_id=tenant.id)
             _print(TenantRead.model_validate(tenant).model_dump(mode="json"))
     except HubError as exc:
         fail(exc.message)
@@ -265,10 +263,27 @@ def tenants_erase(
     tenant: Annotated[str, typer.Argument(help="tenant id or slug")],
     yes: Annotated[bool, typer.Option("--yes", help="confirm: this cannot be undone")] = False,
 ) -> None:
-    """Erase a tenant for good (its secrets are crypto-shredded)."""
+    """Erase a tenant for good: uninstall its integrations at the providers, delete its data,
+    crypto-shred its secrets. Exit 1, naming what is left, when a provider fails: run it again."""
+    from hub.errors import HubError
+    from hub.integrations.installers import Actor
+    from hub.platform import erasure
+
     if not yes:
         fail("erasing cannot be undone; repeat with --yes")
-    _tenant_command(tenant, "erase")
+    runtime = runtime_or_exit(load_settings())
+    try:
+        report = erasure.erase_tenant(runtime=runtime, tenant_ref=tenant, actor=Actor("cli"))
+    except HubError as exc:
+        fail(exc.message)
+    finally:
+        runtime.close()
+    _print({"id": str(report.tenant_id), "status": "erased" if report.complete else "erasing",
+            "uninstalled": report.uninstalled, "left": report.left, "rows_deleted": report.rows_deleted})
+    if not report.complete:
+        typer.echo("error: the erasure is not finished: run the same command again once the provider answers",
+                   err=True)
+        raise typer.Exit(1)
 
 
 # --- keys ---------------------------------------------------------------------------
@@ -381,16 +396,18 @@ BodyOption = Annotated[str, typer.Option(help="the text to send")]
 WaitOption = Annotated[float, typer.Option(help="seconds to wait for a final status")]
 
 
-def _test_message(channel: str, tenant: str, to: str, body: str, wait: float) -> None:
-    """Queue one message through the tenant's integration and wait briefly for its outcome.
+def _test_message(channel: str, tenant: str, to: str, body: str, wait: float, subject: str | None = None) -> None:
+    """Queue one message through the tenant's integration and wait for its outcome.
 
-    Embedded (no Redis) the command runs the worker and relay itself; with Redis a
-    running `hub worker` delivers it. Exit 0 when the provider accepted it."""
+    The command delivers nothing itself: the running hub does, with its own providers
+    (the sandbox of `make run`, or production's), as it delivers every other message —
+    its relay picks the message up from the database (embedded), or its workers from
+    Redis. So a test message never goes through another sandbox than the hub's, and
+    the command never touches any other message. Exit 0 when the provider took it."""
     import time
 
     from pydantic import ValidationError
 
-    from hub.app import start_services
     from hub.db import transaction
     from hub.errors import HubError
     from hub.messaging import service as messaging
@@ -399,11 +416,12 @@ def _test_message(channel: str, tenant: str, to: str, body: str, wait: float) ->
     from tenants import service as tenants
 
     try:
-        message_in = MessageCreate(channel=channel, to=to, body=body)
+        message_in = MessageCreate(channel=channel, to=to, body=body, subject=subject)
     except ValidationError as exc:
         fail(*[f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors()])
     runtime = runtime_or_exit(load_settings())
-    services = start_services(runtime) if runtime.settings.use_embedded_worker else []
+    # embedded, this process's broker is in memory and no worker reads it
+    runtime.hands_off_to_relay = runtime.settings.use_embedded_worker
     try:
         try:
             with transaction(runtime.session_factory) as session:
@@ -413,7 +431,7 @@ def _test_message(channel: str, tenant: str, to: str, body: str, wait: float) ->
         except HubError as exc:
             fail(exc.message)
         final = {MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.UNDELIVERED, MessageStatus.FAILED,
-                 MessageStatus.DEAD}
+                 MessageStatus.DEAD, MessageStatus.SUPPRESSED}
         deadline = time.monotonic() + wait
         sent_deadline = None
         while True:
@@ -427,27 +445,28 @@ def _test_message(channel: str, tenant: str, to: str, body: str, wait: float) ->
                 break
             time.sleep(0.1)
     finally:
-        for service in reversed(services):
-            service.stop()
         runtime.close()
     _print({"id": str(message.id), "status": message.status, "channel": message.channel, "to": message.to_address,
             "from": message.from_address, "provider_message_id": message.provider_message_id,
             "error_code": message.error_code, "error_message": message.error_message,
             "attempts": [{"number": a.number, "outcome": a.outcome, "error_code": a.error_code} for a in attempts]})
+    if message.status in (MessageStatus.QUEUED, MessageStatus.SCHEDULED) and not attempts:
+        typer.echo("error: no running hub picked the message up: start `make run` (or, with HUB_REDIS_URL, "
+                   "`hub relay` and `hub worker`); it stays queued and goes out once one runs", err=True)
     if message.status not in (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ):
         raise typer.Exit(1)
 
 
 @test_app.command("sms")
 def test_sms(to: ToArgument, tenant: TenantOption, body: BodyOption = _TEST_BODY, wait: WaitOption = 15.0) -> None:
-    """Send a test SMS and print its final status (the seeds' sms:test)."""
+    """Send a test SMS through the tenant's Twilio integration and print its final status."""
     _test_message("sms", tenant, to, body, wait)
 
 
 @test_app.command("whatsapp")
 def test_whatsapp(to: ToArgument, tenant: TenantOption, body: BodyOption = _TEST_BODY,
                   wait: WaitOption = 15.0) -> None:
-    """Send a test WhatsApp message and print its final status (the seeds' whatsapp:test)."""
+    """Send a test WhatsApp message through the tenant's integration and print its final status."""
     _test_message("whatsapp", tenant, to, body, wait)
 
 

@@ -33,6 +33,9 @@ class Runtime:
     sandbox_url: str | None = None
     # the relay thread of this process, if any (woken when new work is committed)
     relay: Any = None
+    # True in a CLI command beside a running embedded hub: this process's in-memory
+    # broker has no worker, so committed work is left for the running hub's relay
+    hands_off_to_relay: bool = False
     caches: dict[str, Any] = field(default_factory=dict)
 
     def wake_relay(self) -> None:

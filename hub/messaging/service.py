@@ -246,6 +246,8 @@ _PENDING = "hub_outbox_after_commit"
 def publish_after_commit(session: Session, runtime: Runtime, message_id: uuid.UUID, available_at: Any) -> None:
     """Once ``session`` commits, publish the message's delivery task and mark its outbox
     entry published; dropped on rollback. What the broker refuses stays for the relay."""
+    if runtime.hands_off_to_relay:
+        return  # the entry is due at available_at: the running hub's relay publishes it
     session.info.setdefault(_PENDING, []).append((runtime, message_id, available_at))
 
 
