@@ -16,6 +16,7 @@ from hub.db import Base, TimestampMixin, new_id, utcnow
 class TenantStatus(StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
+    ERASING = "erasing"  # being uninstalled at its providers; its clients no longer work
     ERASED = "erased"
 
 

@@ -91,7 +91,8 @@ def suspend_tenant(*, session: Session, tenant_id: uuid.UUID) -> Tenant:
 
 
 def erase_tenant(*, session: Session, vault: Vault, tenant_id: uuid.UUID) -> Tenant:
-    """Erase a tenant: destroy its data key, drop its credentials, free its slug."""
+    """The last step of erasing a tenant (hub.platform.erasure does the rest): destroy its
+    data key, drop its credentials, free its slug, keep a pseudonymous row."""
     tenant = get_tenant(session=session, tenant_id=tenant_id)
     vault.destroy(session, tenant.id)
     for integration in IntegrationRepository(session, tenant.id).list():
