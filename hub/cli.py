@@ -90,12 +90,35 @@ def serve(
 
 
 @app.command()
-def migrate(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
-    """Upgrade the database schema."""
-    from hub.migrate import upgrade
+def migrate(
+    revision: Annotated[str, typer.Argument(help="target revision to upgrade to")] = "head",
+    to: Annotated[str | None, typer.Option("--to", help="upgrade or downgrade to this revision (or base)")] = None,
+    check: Annotated[bool, typer.Option("--check", help="list pending revisions; exit 1 when any")] = False,
+) -> None:
+    """Upgrade the database schema (or move it to --to REV, or --check what is pending)."""
+    from hub import migrate as migrations
 
-    settings = load_settings()
-    upgrade(settings.effective_database_url, revision)
+    url = load_settings().effective_database_url
+    try:
+        if check:
+            status = migrations.schema_status(url)
+            scripts = migrations.script_directory()
+            typer.echo(f"database at {status.current or 'base (empty)'}; this code's head is {status.head}")
+            for rev in status.pending:
+                typer.echo(f"pending  {rev}  {scripts.get_revision(rev).doc.splitlines()[0]}")
+            if status.pending:
+                raise typer.Exit(1)
+            return
+        if to is not None:
+            typer.echo(f"database at {migrations.migrate_to(url, to)}")
+            return
+        if revision not in ("head", "heads") and not migrations.is_known(revision):
+            raise migrations.UnknownRevision(revision)
+        migrations.schema_status(url)  # refuses a database a newer release migrated
+        migrations.upgrade(url, revision)
+    except migrations.UnknownRevision as exc:
+        fail(f"revision {exc} is not one of this release's migrations (a newer release migrated the "
+             "database, or a typo): run the newer release's `hub migrate --to <revision>` to roll it back")
     typer.echo(f"database at {revision}")
 
 
