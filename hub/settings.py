@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     # operations: backups and the liveness of processes that serve no HTTP
     backup_dir: Path | None = Field(None, description="where `hub backup` writes and reads backups; default "
                                     "HUB_VAR_DIR/backups")
+    worker_queues: str = Field("", description="comma-separated queues `hub worker` consumes (hub, calendar, "
+                               "maintenance); empty = all of them")
     heartbeat_file: Path | None = Field(None, description="a file `hub relay`, `hub worker` and `hub beat` touch "
                                         "while healthy, for an exec liveness probe; empty = none")
 
