@@ -98,7 +98,8 @@ def migrate(
     """Upgrade the database schema (or move it to --to REV, or --check what is pending)."""
     from hub import migrate as migrations
 
-    url = load_settings().effective_database_url
+    # only the database is needed: the chart's hook runs before the public URL or Redis matter
+    url = load_settings(for_service=False).effective_database_url
     try:
         if check:
             status = migrations.schema_status(url)
@@ -134,7 +135,11 @@ MaxAgeOption = Annotated[float | None, typer.Option("--max-age-days", min=0, hel
 
 
 def _backup_context(directory: Path | None):
-    settings = load_settings()
+    settings = load_settings(for_service=False)  # the database and the master keys, nothing else
+    try:
+        settings.master_key_ring  # noqa: B018 - read now: a missing key is one clear line, not a traceback
+    except (SettingsError, ValueError) as exc:
+        fail(str(exc))
     return settings, directory or settings.effective_backup_dir
 
 

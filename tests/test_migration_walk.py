@@ -194,3 +194,10 @@ class TestMigrateCommand:
         for args in (("--check",), (), ("--to", "head")):
             result = self.hub(*args)
             assert result.exit_code == 2 and "9001" in result.output, (args, result.output)
+
+    def test_production_needs_only_the_database_to_migrate(self, hub_env, monkeypatch):
+        """The chart's hook and init containers run before HUB_PUBLIC_URL or Redis matter."""
+        monkeypatch.setenv("HUB_ENV", "production")
+        assert self.hub("--check").exit_code == 1
+        assert self.hub().exit_code == 0
+        assert self.hub("--check").exit_code == 0
