@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import threading
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from celery import Celery, shared_task
+from celery.beat import PersistentScheduler
 from celery.schedules import crontab
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -42,6 +44,17 @@ CALENDAR_REMINDERS = "hub.calendar.send_due_reminders"
 EVENTS_SWEEP = "hub.events.sweep"
 # whatsapp (hub.whatsapp.tasks)
 WHATSAPP_SYNC_TEMPLATES = "hub.whatsapp.sync_templates"
+# With Redis, work is split over three queues so worker groups can be sized per kind of work
+# (the Helm chart's workers[].queues); a `hub worker` consumes every queue unless
+# HUB_WORKER_QUEUES names some. Embedded, everything shares one private queue.
+DEFAULT_QUEUE, CALENDAR_QUEUE, MAINTENANCE_QUEUE = "hub", "calendar", "maintenance"
+QUEUES = (DEFAULT_QUEUE, CALENDAR_QUEUE, MAINTENANCE_QUEUE)
+TASK_ROUTES = {
+    **{name: {"queue": CALENDAR_QUEUE} for name in (PUSH_APPOINTMENT, CALENDAR_SYNC_RESOURCE, CALENDAR_STOP_CHANNEL,
+                                                     CALENDAR_RESUME, CALENDAR_REMINDERS)},
+    **{name: {"queue": MAINTENANCE_QUEUE} for name in (CALENDAR_RENEW_CHANNELS, CALENDAR_RECONCILE, EVENTS_SWEEP,
+                                                        WHATSAPP_SYNC_TEMPLATES)},
+}
 TASK_MODULES = ["hub.messaging.tasks", "hub.webhooks.tasks", "hub.relay", "hub.calendar.tasks", "hub.broadcasts.tasks",
                 "hub.events.tasks", "hub.whatsapp.tasks"]
 
@@ -52,11 +65,21 @@ def make_celery(settings: Settings) -> Celery:
     The embedded queue gets a name of its own: kombu's memory transport is shared by
     the whole process, and two runtimes (tests) must never consume each other's tasks.
     """
+    from kombu import Queue
+
+    from hub.settings import SettingsError
+
     embedded = not settings.redis_url
     app = Celery("hub", broker=settings.redis_url or "memory://", set_as_current=False)
-    queue = f"hub-embedded-{uuid.uuid4().hex[:8]}" if embedded else "hub"
+    queue = f"hub-embedded-{uuid.uuid4().hex[:8]}" if embedded else DEFAULT_QUEUE
+    consumed = [q.strip() for q in settings.worker_queues.split(",") if q.strip()] or list(QUEUES)
+    if unknown := sorted(set(consumed) - set(QUEUES)):
+        raise SettingsError(f"HUB_WORKER_QUEUES names unknown queues {', '.join(unknown)} "
+                            f"(known: {', '.join(QUEUES)})")
     app.conf.update(
         task_default_queue=queue,
+        task_queues=[Queue(queue)] if embedded else [Queue(name) for name in consumed],
+        task_routes={} if embedded else TASK_ROUTES,
         task_acks_late=True,  # a worker that dies mid-task leaves it for another
         task_reject_on_worker_lost=True,
         task_ignore_result=True,
@@ -85,7 +108,44 @@ def make_celery(settings: Settings) -> Celery:
             "whatsapp-sync-templates": {"task": WHATSAPP_SYNC_TEMPLATES, "schedule": 6 * 3600.0},
         },
     )
+    if settings.heartbeat_file is not None:
+        _install_heartbeat(app, settings.heartbeat_file)
     return app
+
+
+def _install_heartbeat(app: Celery, path: Path) -> None:
+    """Worker: a consumer step touches the file from the consumer's own event loop, so a
+    stuck loop or a lost broker connection stops the touches. Beat: its scheduler's tick."""
+    from celery import bootsteps
+
+    from hub.heartbeat import TOUCH_EVERY_SECONDS, touch
+
+    class HeartbeatStep(bootsteps.StartStopStep):
+        requires = {"celery.worker.consumer.tasks:Tasks"}
+
+        def start(self, consumer) -> None:
+            touch(path)
+            self.timer_ref = consumer.timer.call_repeatedly(TOUCH_EVERY_SECONDS, touch, (path,), priority=10)
+
+        def stop(self, consumer) -> None:
+            if getattr(self, "timer_ref", None) is not None:
+                self.timer_ref.cancel()
+                self.timer_ref = None
+
+    app.steps["consumer"].add(HeartbeatStep)
+    app.conf.beat_scheduler = HeartbeatScheduler
+    app.conf.hub_heartbeat_file = str(path)
+
+
+class HeartbeatScheduler(PersistentScheduler):
+    """Celery beat's scheduler, touching the heartbeat file each time its loop ticks."""
+
+    def tick(self, *args: Any, **kwargs: Any):
+        from hub.heartbeat import Pulse
+
+        pulse = self.__dict__.setdefault("_hub_pulse", Pulse(Path(self.app.conf.hub_heartbeat_file)))
+        pulse.beat()
+        return super().tick(*args, **kwargs)
 
 
 PING = "hub.ping"

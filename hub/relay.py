@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import structlog
 from celery import shared_task
 
+from hub.heartbeat import Pulse
 from hub.queue import RELAY
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class RelayThread:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hub-relay", daemon=True)
+        self._pulse = Pulse(runtime.settings.heartbeat_file)  # for `hub relay`'s liveness probe
 
     def wake(self) -> None:
         """New work was committed: run a pass now instead of at the next tick."""
@@ -74,3 +76,5 @@ class RelayThread:
                     pass  # a full batch: there is probably more right now
             except Exception:  # keep relaying after a database hiccup; it is logged
                 log.exception("relay pass failed")
+            # the loop turns (a database outage is readiness's business, not a reason to restart)
+            self._pulse.beat()

@@ -119,6 +119,13 @@ class Settings(BaseSettings):
                            "address, else no-reply@host)")
     smtp_from_name: str = Field("", description="display name in From: of the platform SMTP")
     stripe_secret_key: SecretStr = Field(SecretStr(""), description="platform Stripe key")
+    # operations: backups and the liveness of processes that serve no HTTP
+    backup_dir: Path | None = Field(None, description="where `hub backup` writes and reads backups; default "
+                                    "HUB_VAR_DIR/backups")
+    worker_queues: str = Field("", description="comma-separated queues `hub worker` consumes (hub, calendar, "
+                               "maintenance); empty = all of them")
+    heartbeat_file: Path | None = Field(None, description="a file `hub relay`, `hub worker` and `hub beat` touch "
+                                        "while healthy, for an exec liveness probe; empty = none")
 
     @field_validator("log_level")
     @classmethod
@@ -147,6 +154,10 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.var_dir / 'hub.db').as_posix()}"
+
+    @property
+    def effective_backup_dir(self) -> Path:
+        return self.backup_dir or self.var_dir / "backups"
 
     @property
     def effective_public_url(self) -> str:

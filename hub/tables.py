@@ -4,6 +4,7 @@
 from hub import idempotency as _idempotency  # noqa: F401
 from hub.audit import models as _audit  # noqa: F401
 from hub.auth import models as _auth  # noqa: F401
+from hub.backups import models as _backups  # noqa: F401
 from hub.broadcasts import models as _broadcasts  # noqa: F401
 from hub.calendar import models as _calendar  # noqa: F401
 from hub.contacts import models as _contacts  # noqa: F401

@@ -32,11 +32,26 @@ def run_migrations_online() -> None:
 
 
 def _run(connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # Batch mode ALTERs a SQLite table by copying it into a new one and dropping the
+        # old: with foreign keys enforced, that DROP fails on a referenced table or, worse,
+        # cascades and deletes the referencing rows. SQLite ignores this pragma inside a
+        # transaction, so it is set before one begins; the keys are checked at the end.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()
     # batch mode lets the same migrations ALTER tables on SQLite
     context.configure(connection=connection, target_metadata=metadata, render_as_batch=True,
                       compare_type=True)
-    with context.begin_transaction():
-        context.run_migrations()
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if sqlite:
+            connection.commit()
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+    if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):
+        raise RuntimeError(f"migration left rows whose foreign keys point nowhere: {broken[:5]}")
 
 
 if context.is_offline_mode():

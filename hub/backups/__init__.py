@@ -1,0 +1,1 @@
+"""Backups: encrypted database dumps with a manifest, verified and restorable (``hub backup``)."""
