@@ -8,7 +8,7 @@ Downgrade restores the old key; where two integrations stored the same provider 
 only the earliest row of each pair can stay under it, so the later ones are removed.
 
 Revision ID: 0019
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-06 01:10:00
 """
 from collections.abc import Sequence
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0019'
-down_revision: str | None = '0012'
+down_revision: str | None = '0013'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
