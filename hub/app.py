@@ -183,9 +183,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         title="Integrations Hub",
         version="1.0.0",
         description="One API for a tenant's SMS, WhatsApp, e-mail, calendar and payment integrations.",
+        docs_url=None,  # served from local assets by hub.api_docs, not from a CDN
+        redoc_url=None,
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    from hub.api_docs import install_api_docs
+
+    install_api_docs(app)
 
     from hub.audit.api import router as audit_router
     from hub.auth.api import router as auth_router
