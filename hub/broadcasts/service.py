@@ -180,7 +180,7 @@ def create_broadcast(*, session: Session, runtime: Runtime, tenant_id: uuid.UUID
     """Validate the whole broadcast, store it with its recipients, and start (or schedule) its fan-out.
 
     Nothing is written when anything is wrong: a bad recipient, an unknown template, data
-    the first recipient's message cannot be rendered with, a past ``send_at``."""
+    any recipient's message cannot be rendered with, a past ``send_at``."""
     claim = None
     if idempotency_key:
         claim = idempotency.claim(session=session, tenant_id=tenant_id, scope=CREATE_SCOPE, key=idempotency_key,
@@ -197,11 +197,7 @@ def create_broadcast(*, session: Session, runtime: Runtime, tenant_id: uuid.UUID
     channel = broadcast_in.channel
     sender = _sender(session, runtime, tenant_id, channel)
     recipients, duplicates = _audience(session, tenant_id, broadcast_in)
-    first = recipients[0]
-    _, _, reason = _render_problem(session, tenant_id, broadcast_in.template, channel,
-                                   {**broadcast_in.data, **(first.data or {})}, first.locale)
-    if reason:
-        raise Invalid(f"the first recipient's message cannot be rendered: {reason}", code="template_invalid")
+    _check_every_message(session, tenant_id, broadcast_in, recipients)
     rate = min(tenant_rate(tenant), sender_rate(channel, messaging_service=sender.address is None))
     broadcast = Broadcast(
         id=new_id(), tenant_id=tenant_id, template=broadcast_in.template, channel=channel, data=broadcast_in.data,
@@ -225,6 +221,35 @@ def create_broadcast(*, session: Session, runtime: Runtime, tenant_id: uuid.UUID
              recipients=len(recipients), duplicates=duplicates, rate=rate,
              send_at=send_at.isoformat() if send_at else None)
     return _view(broadcast, {})
+
+
+def _check_every_message(session: Session, tenant_id: uuid.UUID, broadcast_in: BroadcastCreate,
+                         recipients: list[_Recipient]) -> None:
+    """Render each recipient's message before anything is written: a 422 listing every
+    recipient whose data the template cannot be rendered with (capped), or none.
+
+    The template is looked up once per locale; what is rendered here is thrown away
+    (the expansion renders again, with the template as it is then)."""
+    from hub.templates.service import template_renderer  # the templates feature renders; see render_message
+
+    renderers: dict[str | None, Any] = {}
+    problems = _Problems()
+    for index, recipient in enumerate(recipients):
+        if recipient.locale not in renderers:
+            try:
+                renderers[recipient.locale] = template_renderer(
+                    session=session, tenant_id=tenant_id, template=broadcast_in.template,
+                    channel=broadcast_in.channel, locale=recipient.locale)
+            except HubError as exc:  # an unknown template: the same for every recipient
+                raise Invalid(exc.message, code="template_invalid") from None
+        try:
+            renderers[recipient.locale]({**broadcast_in.data, **(recipient.data or {})})
+        except HubError as exc:
+            problems.add(index, f"{recipient.address}: {exc.message}")
+    if problems.count:
+        raise Invalid(f"{problems.count} of {len(recipients)} recipients' messages cannot be rendered; nothing "
+                      "was sent", code="template_invalid",
+                      details={"invalid_count": problems.count, "invalid": problems.errors})
 
 
 def _send_at(value: datetime | None, timezone: str, now: datetime) -> datetime | None:

@@ -10,7 +10,7 @@ problem and whose message names the template, part and variable.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -249,39 +249,57 @@ def render_message(*, session: Session, tenant_id: uuid.UUID, template: str, cha
     (``template_*`` codes, ``too_many_segments``) for a render that must not be sent.
 
     The one entry point for every sender (single sends, fallback hops, broadcasts)."""
+    return template_renderer(session=session, tenant_id=tenant_id, template=template, channel=channel,
+                             locale=locale)(data)
+
+
+def template_renderer(*, session: Session, tenant_id: uuid.UUID, template: str, channel: str,
+                      locale: str | None = None) -> Callable[[Mapping[str, Any]], RenderedMessage]:
+    """``render_message`` with the template looked up once: a function of the data alone
+    (a broadcast checks thousands of recipients with one lookup per locale).
+
+    ``business_name`` defaults to the tenant's name: every default template greets the
+    customer on the business's behalf, and the data may still override it."""
     tenant = session.get(Tenant, tenant_id)
     if tenant is None:
         raise NotFound("tenant not found")
     locale = locale or tenant.locale or rendering.DEFAULT_LOCALE
     source, whatsapp = template_source(session=session, tenant_id=tenant_id, template=template, channel=channel,
                                        locale=locale)
-    try:
-        rendered = rendering.render(source, data, channel=channel, locale=source.locale,  # type: ignore[arg-type]
-                                    timezone=tenant.timezone or rendering.DEFAULT_TIMEZONE)
-        parameters: tuple[str, ...] = ()
-        if channel == "whatsapp" and whatsapp:
-            parameters = tuple(
-                rendering.render(TemplateSource(name=f"{template} (whatsapp parameter {i})", locale=source.locale,
-                                                channel="whatsapp", body=text, required=[]), data,
-                                 channel="whatsapp", locale=source.locale, timezone=tenant.timezone).body
-                for i, text in enumerate(whatsapp.get("parameters", [])))
-    except rendering.TemplateError as exc:
-        raise template_error(exc) from None
-    if channel == "sms":
+    timezone = tenant.timezone or rendering.DEFAULT_TIMEZONE
+    defaults = {"business_name": tenant.name}
+
+    def render(data: Mapping[str, Any]) -> RenderedMessage:
+        data = {**defaults, **data}
         try:
-            check_segments(rendered.body, MAX_SMS_SEGMENTS)
-        except TooManySegments as exc:
-            raise Invalid(f"template {template!r} renders an SMS of {exc.count.segments} segments; at most "
-                          f"{exc.max_segments} may go", code="too_many_segments",
-                          details={"segments": exc.count.segments, "encoding": exc.count.encoding,
-                                   "max_segments": exc.max_segments}) from None
-    rendered = replace(rendered, locale=source.locale)
-    if channel == "whatsapp" and whatsapp:
-        rendered = replace(rendered, template_name=whatsapp["name"],
-                           template_language=whatsapp.get("language")
-                           or _WHATSAPP_LANGUAGE.get(source.locale, source.locale.replace("-", "_")),
-                           template_parameters=parameters)
-    return rendered
+            rendered = rendering.render(source, data, channel=channel, locale=source.locale,  # type: ignore[arg-type]
+                                        timezone=timezone)
+            parameters: tuple[str, ...] = ()
+            if channel == "whatsapp" and whatsapp:
+                parameters = tuple(
+                    rendering.render(TemplateSource(name=f"{template} (whatsapp parameter {i})",
+                                                    locale=source.locale, channel="whatsapp", body=text, required=[]),
+                                     data, channel="whatsapp", locale=source.locale, timezone=timezone).body
+                    for i, text in enumerate(whatsapp.get("parameters", [])))
+        except rendering.TemplateError as exc:
+            raise template_error(exc) from None
+        if channel == "sms":
+            try:
+                check_segments(rendered.body, MAX_SMS_SEGMENTS)
+            except TooManySegments as exc:
+                raise Invalid(f"template {template!r} renders an SMS of {exc.count.segments} segments; at most "
+                              f"{exc.max_segments} may go", code="too_many_segments",
+                              details={"segments": exc.count.segments, "encoding": exc.count.encoding,
+                                       "max_segments": exc.max_segments}) from None
+        rendered = replace(rendered, locale=source.locale)
+        if channel == "whatsapp" and whatsapp:
+            rendered = replace(rendered, template_name=whatsapp["name"],
+                               template_language=whatsapp.get("language")
+                               or _WHATSAPP_LANGUAGE.get(source.locale, source.locale.replace("-", "_")),
+                               template_parameters=parameters)
+        return rendered
+
+    return render
 
 
 def preview_template(*, session: Session, tenant_id: uuid.UUID, name: str,

@@ -155,7 +155,7 @@ class TestValidation:
 
     @pytest.mark.parametrize(("body", "status", "code"), [
         ({"template": "no-such-template"}, 422, "template_invalid"),
-        ({"data": {}}, 422, "template_invalid"),  # customer_name and business_name missing
+        ({"data": {}}, 422, "template_invalid"),  # customer_name missing
         # no smtp integration and no platform relay: nothing can send e-mail
         ({"channel": "email"}, 409, "no_sending_integration"),
     ])
@@ -170,6 +170,25 @@ class TestValidation:
         assert r.status_code == status, r.text
         assert r.json()["error"]["code"] == code
         nothing_written(runtime)
+
+    def test_every_recipient_is_rendered_first_not_only_the_first(self, client, runtime, acme):
+        _, headers = acme
+        # the second and the fourth lack customer_name: both listed, nothing written
+        body = recipients(5)
+        for i in (1, 3):
+            del body[i]["data"]
+        r = post(client, headers, recipients=body)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "template_invalid", r.text
+        details = r.json()["error"]["details"]
+        assert details["invalid_count"] == 2 and [e["index"] for e in details["invalid"]] == [1, 3]
+        assert all("customer_name" in e["reason"] for e in details["invalid"])
+        nothing_written(runtime)
+
+    def test_business_name_defaults_to_the_tenants_name(self, client, runtime, acme):
+        _, headers = acme
+        r = client.post("/v1/broadcasts", headers=headers,
+                        json={"template": "welcome", "data": {}, "recipients": recipients(2)})
+        assert r.status_code == 202, r.text
 
     def test_both_audiences_or_none_is_refused(self, client, runtime, acme):
         _, headers = acme
@@ -274,15 +293,21 @@ class TestFanOut:
             session.add(ContactConsent(tenant_id=tenant_id, contact_id=contact.id, channel="sms",
                                        status=ConsentStatus.OPTED_OUT, source="inbound_keyword", changed_at=now))
         audience = recipients(3)
-        audience[2]["data"] = {"customer_name": None}  # None counts as missing
+        for recipient in audience[:2]:
+            recipient["data"]["coupon"] = "BEMVINDO10"
         r = post(client, headers, recipients=audience)
-        assert r.status_code == 202, r.text
+        assert r.status_code == 202, r.text  # every recipient renders with the template as it is now
+        # … then the tenant changes the template before the fan-out reaches the third
+        changed = client.put("/v1/templates/welcome", headers=headers, json={
+            "required": ["customer_name", "coupon"],
+            "locales": {"pt-BR": {"sms": {"body": "Olá, {{ customer_name }}! Cupom: {{ coupon }}"}}}})
+        assert changed.status_code == 200, changed.text
         expand_all(runtime, r.json()["id"])
         by_to = {m.to_address: m for m in messages_of(runtime, r.json()["id"])}
         assert by_to[phone(0)].status == "queued"
         assert (by_to[phone(1)].status, by_to[phone(1)].error_code) == ("suppressed", "opted_out")
         assert (by_to[phone(2)].status, by_to[phone(2)].error_code) == ("failed", "template_missing_variable")
-        assert "customer_name" in by_to[phone(2)].error_message
+        assert "coupon" in by_to[phone(2)].error_message
         assert rows(runtime, OutboxEntry) == 1  # only the sendable one waits for a worker
         counts = client.get(f"/v1/broadcasts/{r.json()['id']}", headers=headers).json()["counts"]
         assert (counts["queued"], counts["suppressed"], counts["failed"], counts["pending"]) == (1, 1, 1, 0)

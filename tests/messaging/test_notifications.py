@@ -151,7 +151,7 @@ class TestTemplateToEachChannel:
     def test_refusals_are_4xx_and_write_nothing(self, hub, acme):
         r = post(hub, acme, template="order-created", data={"customer_name": "Ana"}, channel="sms", to=CUSTOMER)
         assert r.status_code == 422 and r.json()["error"]["code"] == "template_missing_variable"
-        assert "business_name" in r.json()["error"]["message"]
+        assert "order_number" in r.json()["error"]["message"]  # business_name: the tenant's name
         r = post(hub, acme, template="nope", data={}, to=CUSTOMER)
         assert r.status_code == 404 and r.json()["error"]["code"] == "template_not_found"
         r = post(hub, acme, channel="email", to=CUSTOMER, body="oi")
@@ -362,7 +362,9 @@ def test_a_scheduled_send_survives_a_worker_restart_and_goes_once(cold_hub):
         relay.stop()
         worker.stop()
         backend.close()
-    assert attempt_channels(done) == [("sms", "sent")]
+    # one send reached Twilio; on a loaded machine the first attempt may time out and the
+    # next one find it already sent ("recovered") instead of sending it again
+    assert attempt_channels(done)[-1] in (("sms", "sent"), ("sms", "recovered"))
     assert len(sent_to(cold_hub, CUSTOMER)) == 1
     assert outbox_entry(cold_hub.runtime, message_id) is None
     with cold_hub.runtime.session_factory() as session:

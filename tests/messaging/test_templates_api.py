@@ -130,8 +130,10 @@ class TestRefusals:
                         json={"channel": "sms", "data": {"customer_name": "Ana"}})
         assert r.status_code == 422
         error = r.json()["error"]
-        assert error["code"] == "template_missing_variable" and "business_name" in error["message"]
-        assert "business_name" in error["details"]["variables"]
+        assert error["code"] == "template_missing_variable" and "order_number" in error["message"]
+        assert "order_number" in error["details"]["variables"]
+        # business_name is the tenant's name unless the data says otherwise
+        assert "business_name" not in error["details"]["variables"]
 
     def test_attributes_outside_the_data_are_missing_not_reached(self, client, acme):
         assert create(client, acme, name="nested", required=["order"], optional=[], locales={
