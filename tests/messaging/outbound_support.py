@@ -39,7 +39,7 @@ def make_fast(hub, *, max_attempts: int = 5) -> None:
     settings.delivery_retry_base_seconds = 0.02
     settings.delivery_retry_cap_seconds = 0.2
     # long enough that a loaded CI machine's slow answer is not taken for a lost one
-    settings.delivery_timeout_seconds = 3.0
+    settings.delivery_timeout_seconds = 6.0
     settings.delivery_max_attempts = max_attempts
     hub.sandbox.twilio.callback_delay = 0.02
 

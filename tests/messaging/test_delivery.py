@@ -98,7 +98,7 @@ class TestTransientFailures:
         hub.sandbox.twilio.inject_failure("timeout", resource="messages", times=1,
                                           delay=hub.runtime.settings.delivery_timeout_seconds + 0.5)
         r = send(hub, acme)
-        done = wait_for_status(hub, acme, r.json()["id"], "sent", "delivered", timeout=15)
+        done = wait_for_status(hub, acme, r.json()["id"], "sent", "delivered", timeout=60)
         [created] = sent_to(hub, CUSTOMER)
         assert done["provider_message_id"] == created["sid"]
         assert attempts(done) == [(1, "retry", "no_answer"), (2, "recovered", None)]
