@@ -45,7 +45,8 @@ class MessageCreate(BaseModel):
     Fallback: when the channel fails for good, exhausts its retries, or is not possible
     (no address there, opted out, no integration, no text for it in the template), the
     next channel of the tenant's order takes over. On by default for a template or a
-    contact; a raw body to a raw address stays on its channel unless ``fallback: true``."""
+    contact when no ``channel`` is named; a named channel, or a raw body to a raw
+    address, is kept (a refusal is the answer) unless ``fallback: true``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -65,7 +66,8 @@ class MessageCreate(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict, description="the template's variables")
     locale: str | None = Field(None, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$",
                                description="default: the contact's, else the tenant's")
-    fallback: bool | None = Field(None, description="let the next channel take over (see above)")
+    fallback: bool | None = Field(None, description="let the next channel take over (see above); default: on "
+                                                    "for a template or a contact without a named channel")
     send_at: datetime | None = Field(None, description="send later (status scheduled); a time without offset is "
                                                        "the tenant's time zone; at most a year ahead")
     whatsapp_template: WhatsAppTemplateIn | None = Field(

@@ -109,7 +109,9 @@ def send_message(*, session: Session, runtime: Runtime, tenant_id: uuid.UUID, me
         contact = channels.contact_at(session, tenant_id, message_in.to)
     fallback = message_in.fallback
     if fallback is None:
-        fallback = message_in.template is not None or message_in.contact_id is not None
+        # a channel the caller named is a requirement: only ``fallback: true`` relaxes it
+        fallback = message_in.channel is None and (message_in.template is not None
+                                                   or message_in.contact_id is not None)
     order = list(channels.messaging_settings(session, tenant_id).channel_order)
     first = [message_in.channel] if message_in.channel else []
     candidates = first + [c for c in order if c not in first]

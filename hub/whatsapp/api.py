@@ -13,6 +13,7 @@ from hub.audit import service as audit
 from hub.auth.deps import client_ip, request_id, tenant_with
 from hub.deps import DbSession, HubRuntime
 from hub.errors import AUTHENTICATED_ERRORS, error_responses
+from hub.templates import service as templates
 from hub.whatsapp import service
 from hub.whatsapp.schemas import (
     TemplateMappingList,
@@ -63,9 +64,12 @@ def list_mappings(session: DbSession, principal: tenant_with("integrations:read"
 def put_mapping(template: TemplateName, mapping_in: TemplateMappingWrite, session: DbSession,
                 principal: tenant_with("integrations:write")) -> TemplateMappingRead:
     """Send hub template `template` as this WhatsApp template (its body filled from the
-    message's data keys, in order) when WhatsApp needs a template."""
+    message's data keys, in order) when WhatsApp needs a template. A 422 when the hub
+    template does not exist, a parameter names data the hub template does not declare
+    (`required` or `optional`), or the synced WhatsApp template takes another count."""
+    declared = templates.get_template(session=session, tenant_id=principal.tenant_id, name=template)
     mapping = service.put_mapping(session=session, tenant_id=principal.tenant_id, template=template,
-                                  mapping_in=mapping_in)
+                                  mapping_in=mapping_in, variables=[*declared.required, *declared.optional])
     return TemplateMappingRead.model_validate(mapping)
 
 

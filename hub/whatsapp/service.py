@@ -293,9 +293,11 @@ def list_mappings(*, session: Session, tenant_id: uuid.UUID) -> list[WhatsAppTem
                                 .order_by(WhatsAppTemplateMapping.template)))
 
 
-def put_mapping(*, session: Session, tenant_id: uuid.UUID, template: str,
-                mapping_in: TemplateMappingWrite) -> WhatsAppTemplateMapping:
-    """Map hub template ``template`` to a WhatsApp template (created or replaced)."""
+def put_mapping(*, session: Session, tenant_id: uuid.UUID, template: str, mapping_in: TemplateMappingWrite,
+                variables: list[str]) -> WhatsAppTemplateMapping:
+    """Map hub template ``template`` (whose data ``variables`` declares) to a WhatsApp
+    template (created or replaced), after checking every parameter can ever resolve."""
+    _check_mapping(session, tenant_id=tenant_id, template=template, mapping_in=mapping_in, variables=variables)
     mapping = session.scalar(select(WhatsAppTemplateMapping).where(
         WhatsAppTemplateMapping.tenant_id == tenant_id, WhatsAppTemplateMapping.template == template))
     if mapping is None:
@@ -306,6 +308,26 @@ def put_mapping(*, session: Session, tenant_id: uuid.UUID, template: str,
     mapping.parameters = list(mapping_in.parameters)
     session.flush()
     return mapping
+
+
+def _check_mapping(session: Session, *, tenant_id: uuid.UUID, template: str, mapping_in: TemplateMappingWrite,
+                   variables: list[str]) -> None:
+    """422 for a mapping that could never fill its template: a parameter naming data the hub
+    template does not declare, or a count the synced WhatsApp template does not take."""
+    undeclared = [key for key in mapping_in.parameters if key.split(".")[0] not in variables]
+    if undeclared:
+        raise Invalid(f"parameters: {', '.join(undeclared)} not among template {template!r}'s variables "
+                      f"({', '.join(variables) or 'none'}); such a parameter could never be filled",
+                      code="mapping_parameters_unknown")
+    synced = [row for row in session.scalars(select(WhatsAppTemplate).where(
+        WhatsAppTemplate.tenant_id == tenant_id, WhatsAppTemplate.name == mapping_in.whatsapp_name))
+        if mapping_in.language in (None, row.language)]
+    for row in synced:
+        expected = int((row.parameter_counts or {}).get("body", 0))
+        if expected != len(mapping_in.parameters):
+            raise Invalid(f"parameters: WhatsApp template {row.name!r} ({row.language}) takes {expected} body "
+                          f"parameter(s), the mapping gives {len(mapping_in.parameters)}",
+                          code="mapping_parameters_count")
 
 
 def delete_mapping(*, session: Session, tenant_id: uuid.UUID, template: str) -> None:

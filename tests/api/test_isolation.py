@@ -417,7 +417,8 @@ def a_whatsapp_account(client, t) -> Iterator[None]:
         integration = tenants.get_integration(session=session, tenant_id=t["a_id"], kind="whatsapp_cloud")
     add_template(runtime, SimpleNamespace(tenant_id=t["a_id"], integration_id=integration.id), "tenant_a_only")
     assert client.put("/v1/integrations/whatsapp_cloud/template-mappings/welcome", headers=t["a"],
-                      json={"whatsapp_name": "tenant_a_only"}).status_code == 200
+                      json={"whatsapp_name": "tenant_a_only",
+                            "parameters": ["customer_name", "business_name"]}).status_code == 200
     yield
 
 

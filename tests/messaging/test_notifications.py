@@ -286,7 +286,7 @@ class TestSuppression:
         contact = create_contact(hub.runtime, acme.tenant_id, phone=CUSTOMER)
         send_at = datetime.now(UTC) + timedelta(seconds=2)
         r = post(hub, acme, template="welcome", data=sample_data("welcome"), contact_id=str(contact),
-                 channel="whatsapp", send_at=send_at.isoformat())
+                 channel="whatsapp", fallback=True, send_at=send_at.isoformat())
         assert r.status_code == 202 and r.json()["status"] == "scheduled", r.text
         opt_out(hub.runtime, acme.tenant_id, contact, "whatsapp")
         done = wait_for_status(hub, acme, r.json()["id"], "delivered")

@@ -198,25 +198,25 @@ class TestTemplateMappings:
         from hub.whatsapp import service as whatsapp
 
         path = "/v1/integrations/whatsapp_cloud/template-mappings/appointment-reminder"
-        mapping = {"whatsapp_name": "appointment_reminder", "parameters": ["customer.name", "when"]}
+        mapping = {"whatsapp_name": "appointment_reminder", "parameters": ["customer_name", "appointment_at"]}
         assert client.put(path, headers=headers, json=mapping).status_code == 200
         assert client.put(path, headers=headers, json={**mapping, "language": "pt_BR"}).json()["language"] == "pt_BR"
         listed = client.get("/v1/integrations/whatsapp_cloud/template-mappings", headers=headers).json()["data"]
         assert [(m["template"], m["whatsapp_name"], m["parameters"]) for m in listed] == [
-            ("appointment-reminder", "appointment_reminder", ["customer.name", "when"])]
+            ("appointment-reminder", "appointment_reminder", ["customer_name", "appointment_at"])]
 
         add_template(runtime, clinic, "appointment_reminder")
         with runtime.session_factory() as session:
             request = whatsapp.mapped_template(session, tenant_id=clinic.tenant_id, template="appointment-reminder",
-                                               data={"customer": {"name": "Maria"}, "when": "25/11 14h"})
+                                               data={"customer_name": "Maria", "appointment_at": "25/11 14h"})
             assert request == whatsapp.TemplateRequest("appointment_reminder", "pt_BR", ("Maria", "25/11 14h"))
             resolved = whatsapp.resolve_template(session, tenant_id=clinic.tenant_id,
                                                  integration_id=clinic.integration_id, request=request)
             assert resolved.text == "Olá Maria, sua consulta é em 25/11 14h."
             with pytest.raises(whatsapp.WhatsAppRefused) as refused:
                 whatsapp.mapped_template(session, tenant_id=clinic.tenant_id, template="appointment-reminder",
-                                         data={"customer": {"name": "Maria"}})
-            assert refused.value.code == "whatsapp_template_parameters" and "when" in refused.value.message
+                                         data={"customer_name": "Maria"})
+            assert refused.value.code == "whatsapp_template_parameters" and "appointment_at" in refused.value.message
             assert whatsapp.mapped_template(session, tenant_id=clinic.tenant_id, template="welcome", data={}) is None
 
         other = whatsapp_tenant(runtime, "other")
@@ -226,6 +226,24 @@ class TestTemplateMappings:
         assert client.delete(path, headers=other_headers).status_code == 404
         assert client.delete(path, headers=headers).status_code == 204
         assert client.delete(path, headers=headers).status_code == 404
+
+    def test_a_mapping_that_could_never_be_filled_is_refused_on_save(self, client, runtime, clinic, headers):
+        path = "/v1/integrations/whatsapp_cloud/template-mappings/appointment-reminder"
+        # a data key the hub template does not declare could never resolve
+        r = client.put(path, headers=headers, json={"whatsapp_name": "appointment_reminder",
+                                                    "parameters": ["customer.name", "when"]})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "mapping_parameters_unknown", r.text
+        assert "customer.name" in r.json()["error"]["message"] and "when" in r.json()["error"]["message"]
+        # the synced WhatsApp template takes two body parameters, not one
+        add_template(runtime, clinic, "appointment_reminder")
+        r = client.put(path, headers=headers, json={"whatsapp_name": "appointment_reminder",
+                                                    "parameters": ["customer_name"]})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "mapping_parameters_count", r.text
+        # an unknown hub template
+        r = client.put("/v1/integrations/whatsapp_cloud/template-mappings/no-such-template", headers=headers,
+                       json={"whatsapp_name": "appointment_reminder"})
+        assert r.status_code == 404
+        assert client.get("/v1/integrations/whatsapp_cloud/template-mappings", headers=headers).json() == {"data": []}
 
     def test_bad_mappings_and_missing_scopes_are_refused(self, client, runtime, clinic):
         path = "/v1/integrations/whatsapp_cloud/template-mappings/welcome"
