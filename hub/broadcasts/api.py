@@ -30,7 +30,7 @@ def _read(view: BroadcastView) -> BroadcastRead:
     return BroadcastRead(id=b.id, status=view.status, template=b.template, channel=b.channel, rate=b.rate,
                          total=b.total, duplicates=b.duplicates, counts=view.counts, send_at=b.send_at,
                          started_at=b.started_at, canceled_at=b.canceled_at, created_at=b.created_at,
-                         updated_at=b.updated_at)
+                         updated_at=view.updated_at or b.updated_at)
 
 
 @router.post("", status_code=http.HTTP_202_ACCEPTED, response_model=BroadcastRead, responses=error_responses(409))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,12 @@ UNCLAIMED = (MessageStatus.QUEUED, MessageStatus.RETRYING)
 NOT_GONE = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.RETRYING, "scheduled")
 PHONE_CHANNELS = ("sms", "whatsapp")
 _IN_CHUNK = 1000  # ids per IN (...) list
+
+
+@dataclass
+class MessageCounts:
+    by_status: dict[str, int]
+    last_change: datetime | None  # the latest updated_at of the broadcast's messages
 
 
 class BroadcastRepository:
@@ -61,18 +68,21 @@ class BroadcastRepository:
             next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
         return Page(rows, next_cursor)
 
-    def message_counts(self, broadcast_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
-        """Messages by status, per broadcast (one grouped query)."""
-        counts: dict[uuid.UUID, dict[str, int]] = {broadcast_id: {} for broadcast_id in broadcast_ids}
+    def message_counts(self, broadcast_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, MessageCounts]:
+        """Messages by status, and when the latest of them changed, per broadcast (one grouped query)."""
+        counts = {broadcast_id: MessageCounts({}, None) for broadcast_id in broadcast_ids}
         if not broadcast_ids:
             return counts
         rows = self.session.execute(
-            select(Message.broadcast_id, Message.status, func.count())
+            select(Message.broadcast_id, Message.status, func.count(), func.max(Message.updated_at))
             .where(Message.tenant_id == self.tenant_id, Message.broadcast_id.in_(list(broadcast_ids)))
             .group_by(Message.broadcast_id, Message.status)
         )
-        for broadcast_id, status, n in rows:
-            counts[broadcast_id][status] = n
+        for broadcast_id, status, n, changed_at in rows:
+            entry = counts[broadcast_id]
+            entry.by_status[status] = n
+            if entry.last_change is None or changed_at > entry.last_change:
+                entry.last_change = changed_at
         return counts
 
     def cancel_unclaimed(self, broadcast_id: uuid.UUID, *, now: datetime) -> int:

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from hub import idempotency
 from hub.broadcasts import repository as repo
 from hub.broadcasts.models import Broadcast, BroadcastRecipient, BroadcastStatus
-from hub.broadcasts.repository import NOT_GONE, BroadcastRepository
+from hub.broadcasts.repository import NOT_GONE, BroadcastRepository, MessageCounts
 from hub.broadcasts.schemas import BroadcastCreate
 from hub.db import new_id, transaction, utcnow
 from hub.errors import Conflict, HubError, Invalid, NotFound
@@ -93,6 +93,8 @@ class BroadcastView:
     status: str
     counts: dict[str, int]
     replayed: bool = False
+    # the broadcast's own row, or the latest of its messages, whichever changed last
+    updated_at: datetime | None = None
 
 
 @dataclass
@@ -189,7 +191,7 @@ def create_broadcast(*, session: Session, runtime: Runtime, tenant_id: uuid.UUID
             if claim.resource_id is None:
                 raise NotFound("the broadcast this Idempotency-Key created no longer exists")
             view = get_broadcast(session=session, tenant_id=tenant_id, broadcast_id=claim.resource_id)
-            return BroadcastView(view.broadcast, view.status, view.counts, replayed=True)
+            return BroadcastView(view.broadcast, view.status, view.counts, replayed=True, updated_at=view.updated_at)
     tenant = session.get(Tenant, tenant_id)
     assert tenant is not None  # the token's tenant
     now = utcnow()
@@ -220,7 +222,7 @@ def create_broadcast(*, session: Session, runtime: Runtime, tenant_id: uuid.UUID
     log.info("broadcast accepted", broadcast_id=str(broadcast.id), tenant_id=str(tenant_id), channel=channel,
              recipients=len(recipients), duplicates=duplicates, rate=rate,
              send_at=send_at.isoformat() if send_at else None)
-    return _view(broadcast, {})
+    return _view(broadcast, MessageCounts({}, None))
 
 
 def _check_every_message(session: Session, tenant_id: uuid.UUID, broadcast_in: BroadcastCreate,
@@ -304,12 +306,12 @@ def _audience(session: Session, tenant_id: uuid.UUID, broadcast_in: BroadcastCre
 # --- reading --------------------------------------------------------------------------------
 
 
-def _view(broadcast: Broadcast, message_counts: dict[str, int]) -> BroadcastView:
+def _view(broadcast: Broadcast, message_counts: MessageCounts) -> BroadcastView:
     counts = {"pending": 0, **{status: 0 for status in (
         MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.RETRYING, MessageStatus.SENT,
         MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.UNDELIVERED, MessageStatus.FAILED,
         MessageStatus.DEAD, MessageStatus.CANCELED, MessageStatus.SUPPRESSED)}}
-    for status, n in message_counts.items():
+    for status, n in message_counts.by_status.items():
         counts[str(status)] = counts.get(str(status), 0) + n
     not_expanded = broadcast.total - broadcast.expanded
     if broadcast.status == BroadcastStatus.CANCELED:
@@ -320,7 +322,8 @@ def _view(broadcast: Broadcast, message_counts: dict[str, int]) -> BroadcastView
         status = broadcast.status
         if status == BroadcastStatus.SENDING and not not_expanded and not any(counts.get(s) for s in NOT_GONE):
             status = BroadcastStatus.COMPLETED
-    return BroadcastView(broadcast, str(status), counts)
+    updated_at = max(filter(None, (broadcast.updated_at, message_counts.last_change)))
+    return BroadcastView(broadcast, str(status), counts, updated_at=updated_at)
 
 
 def get_broadcast(*, session: Session, tenant_id: uuid.UUID, broadcast_id: uuid.UUID) -> BroadcastView:

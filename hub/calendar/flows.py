@@ -1134,7 +1134,6 @@ def send_due_reminders(*, runtime: Runtime, limit: int = 100) -> int:
 
 
 def _send_reminder(runtime: Runtime, session: Session, appointment: Appointment) -> tuple[uuid.UUID, str]:
-    from hub.messaging import rendering
     from hub.messaging.schemas import MessageCreate
     from hub.messaging.service import send_message
 
@@ -1143,18 +1142,16 @@ def _send_reminder(runtime: Runtime, session: Session, appointment: Appointment)
         raise ReminderNotSent("e-mail reminders are not available yet; give the contact a phone number")
     if not appointment.contact_phone:
         raise ReminderNotSent(f"the contact has no phone number for a {channel} reminder")
-    tenant = session.get(Tenant, appointment.tenant_id)
     resource = session.get(CalendarResource, appointment.resource_pk)
-    assert tenant is not None and resource is not None
-    template = rendering.default_template(REMINDER_TEMPLATE, tenant.locale, channel)
-    data = {"customer_name": appointment.contact_name, "business_name": tenant.name,
-            "service_name": appointment.title, "appointment_at": appointment.start_at.isoformat(),
-            "location": appointment.location or resource.name}
-    rendered = rendering.render(template, data, channel=channel, locale=tenant.locale,
-                                timezone=appointment.time_zone)
+    assert resource is not None
+    data = {"customer_name": appointment.contact_name, "service_name": appointment.title,
+            "appointment_at": appointment.start_at.isoformat(), "location": appointment.location or resource.name}
+    # by template, like every notification: the tenant's own text, its WhatsApp template
+    # outside the 24-hour window, and the next channel when this one cannot take it
     queued = send_message(
         session=session, runtime=runtime, tenant_id=appointment.tenant_id,
-        message_in=MessageCreate(channel=channel, to=appointment.contact_phone, body=rendered.body),
+        message_in=MessageCreate(channel=channel, to=appointment.contact_phone, template=REMINDER_TEMPLATE,
+                                 data=data, fallback=True),
         idempotency_key=f"{REMINDER_TEMPLATE}:{appointment.id}:{appointment.remind_at.isoformat()}"
         if appointment.remind_at else None,
     )

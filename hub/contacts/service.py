@@ -402,6 +402,9 @@ def on_inbound_message(*, session: Session, runtime: Runtime, tenant_id: uuid.UU
     now = now or message.created_at or utcnow()
     repo = ContactRepository(session, tenant_id)
     contact = _match_contact(repo, message, now)
+    if contact is not None and message.contact_id is None:
+        message.contact_id = contact.id  # the message is this contact's, as an outbound one to them is
+        session.flush()
     keyword = consent_keyword(message.body)
     if keyword is not None and contact is not None:
         status = ConsentStatus.OPTED_OUT if keyword in OPT_OUT_KEYWORDS else ConsentStatus.OPTED_IN

@@ -314,6 +314,21 @@ class TestFanOut:
 
 
 class TestCountsAndCancel:
+    def test_updated_at_moves_with_the_broadcasts_messages(self, client, runtime, acme):
+        _, headers = acme
+        r = post(client, headers, recipients=recipients(3))
+        created = datetime.fromisoformat(r.json()["updated_at"])
+        expand_all(runtime, r.json()["id"])
+        later = utcnow() + timedelta(minutes=5)  # a status callback, later on
+        with runtime.session_factory() as session, session.begin():
+            first = messages_of(runtime, r.json()["id"])[0]
+            session.execute(update(Message).where(Message.id == first.id).values(status="delivered",
+                                                                                 updated_at=later))
+        read = client.get(f"/v1/broadcasts/{r.json()['id']}", headers=headers).json()
+        assert datetime.fromisoformat(read["updated_at"]) == later > created
+        listed = client.get("/v1/broadcasts", headers=headers).json()["data"]
+        assert datetime.fromisoformat(listed[0]["updated_at"]) == later
+
     def test_cancel_mid_way_stops_what_has_not_gone(self, client, runtime, acme):
         _, headers = acme
         r = post(client, headers, recipients=recipients(10))

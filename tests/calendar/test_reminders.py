@@ -58,6 +58,7 @@ def test_a_due_reminder_is_sent_once(live_hub):
     assert sum(claimed) == 1
     (message,) = messages_of(live_hub, tenant)
     assert message.channel == "sms" and message.to_address == "+5511987654321"
+    assert message.template == "appointment-reminder"  # sent as the tenant's template, not loose text
     assert "Maria Silva" in message.body and "Limpeza de pele" in message.body and "Dra. Ana" in message.body
     done = appointment(live_hub, tenant, booked["id"])
     assert done["reminder"]["reminded_at"] and done["reminder"]["message_id"] == str(message.id)

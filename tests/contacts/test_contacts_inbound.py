@@ -56,6 +56,15 @@ class TestMatching:
         assert [c.phone for c in contacts(runtime, tenant.tenant_id)] == [CUSTOMER, "+5521988887777"]
         assert [c.phone for c in contacts(runtime, other.tenant_id)] == [CUSTOMER]
 
+    def test_an_inbound_message_names_the_contact_it_was_matched_to(self, runtime):
+        tenant = clinic(runtime, "a")
+        inbound(runtime, tenant, "Olá")
+        inbound(runtime, tenant, "Oi de novo", from_="+551187654321", channel="whatsapp")
+        [contact] = contacts(runtime, tenant.tenant_id)
+        with runtime.session_factory() as session:
+            received = session.query(Message).filter(Message.tenant_id == tenant.tenant_id).all()
+        assert [m.contact_id for m in received] == [contact.id, contact.id]
+
     def test_a_whatsapp_cloud_message_matches_the_same_contact(self, runtime):
         tenant = clinic(runtime)
         inbound(runtime, tenant, "Olá")
