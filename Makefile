@@ -1,4 +1,5 @@
 # Two commands on a fresh machine: `make run` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,8 +11,10 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11 or newer is required (set PYTHON=python3.x)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "Installing the hub and its dependencies into $(VENV) (the first time takes a minute or two)..."
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@set -o pipefail; $(BIN)/python -m pip install --progress-bar off -e '.[dev]' \
+		| { grep --line-buffered -E '^(Collecting|Successfully installed)' || true; }
 	@touch $(STAMP)
 
 install: $(STAMP)

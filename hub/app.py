@@ -82,12 +82,46 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     return JSONResponse(status_code=status, content={"error": error}, headers=headers)
 
 
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+
+
+def _field(loc: list[Any]) -> str:
+    """``to``, ``recipients.2.to``, ``query.limit``: the first segment says where, unless body."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return ".".join(parts)
+
+
 def _validation_message(errors: list[dict[str, Any]]) -> str:
     parts = []
-    for err in errors[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header"))
+    for err in errors:
+        where = _field(err.get("loc", ()))
         parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
     return "; ".join(parts) or "invalid request"
+
+
+def _json_position(document: Any, position: int) -> str:
+    """``line L column C`` of a character offset into the request body."""
+    text = document.decode("utf-8", "replace") if isinstance(document, bytes | bytearray) else str(document or "")
+    before = text[:position]
+    return f"line {before.count(chr(10)) + 1} column {position - (before.rfind(chr(10)) + 1) + 1}"
+
+
+def _body_problem(request: Request, exc: RequestValidationError) -> str | None:
+    """A clearer word for the two ways a body is unreadable as a whole: malformed JSON,
+    and a form (or another type) sent to a JSON route."""
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            loc = err.get("loc", ())
+            position = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else 0
+            reason = (err.get("ctx") or {}).get("error", "not JSON")
+            return f"malformed JSON at {_json_position(exc.body, position)}: {reason}"
+        if list(err.get("loc", ())) == ["body"] and err.get("type") in ("model_attributes_type", "dict_type"):
+            sent = request.headers.get("content-type", "").split(";")[0].strip() or "no Content-Type"
+            if "json" not in sent:
+                return f"the body must be JSON (Content-Type: application/json), not {sent}"
+    return None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -98,10 +132,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=exc.status_code, content=exc.body(), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()
         ]
+        problem = _body_problem(request, exc)
+        if problem is not None:
+            return _error(422, "invalid_body", problem, details=errors)
         return _error(422, "validation_error", _validation_message(errors), details=errors)
 
     @app.exception_handler(StarletteHTTPException)
@@ -119,7 +156,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def start_services(runtime: Runtime) -> list[Any]:
     """What runs beside the API in this process: the sandbox providers (sandbox mode
-    without HUB_SANDBOX_URL), the embedded worker (no Redis), the relay."""
+    without HUB_SANDBOX_URL), the embedded worker and beat (no Redis), the relay."""
     started: list[Any] = []
     settings = runtime.settings
     if settings.use_sandbox and not runtime.sandbox_url:
@@ -134,6 +171,10 @@ def start_services(runtime: Runtime) -> list[Any]:
         from hub.queue import EmbeddedWorker
 
         started.append(EmbeddedWorker(runtime).start())
+    if settings.use_embedded_beat:
+        from hub.queue import EmbeddedBeat
+
+        started.append(EmbeddedBeat(runtime).start())
     if settings.use_relay_in_process:
         from hub.relay import RelayThread
 
@@ -168,6 +209,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services = start_services(runtime)
+        log.info("hub started", public_url=settings.effective_public_url, sandbox_url=runtime.sandbox_url,
+                 embedded_worker=settings.use_embedded_worker, relay_in_process=settings.use_relay_in_process)
         try:
             yield
         finally:

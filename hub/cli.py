@@ -74,11 +74,16 @@ def serve(
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+    bind_host, bind_port = host or settings.host, port or settings.port
+    shown = "127.0.0.1" if bind_host in ("0.0.0.0", "::") else bind_host
+    typer.echo(f"Integrations Hub serving on http://{shown}:{bind_port} — API docs at http://{shown}:{bind_port}/docs"
+               + (" (embedded: SQLite, in-process worker, sandbox providers)" if settings.use_embedded_worker
+                  and settings.use_sandbox else ""), err=True)
     uvicorn.run(
         "hub.app:create_app",
         factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=bind_host,
+        port=bind_port,
         workers=workers,
         log_config=None,
         access_log=False,
@@ -309,7 +314,11 @@ def relay() -> None:
 
 @app.command()
 def beat() -> None:
-    """Run Celery beat, which schedules the relay (webhook dispatch, outbox); one per deployment."""
+    """Run the scheduler of periodic jobs (one per deployment): a backstop relay pass every
+    2 x HUB_RELAY_INTERVAL_SECONDS, appointment reminders every minute, Google watch channel
+    renewal hourly, a nightly incremental sync of every calendar (03:17), the event log's
+    retention sweep hourly, and WhatsApp template sync every 6 hours. (`make run` runs
+    them inside `hub serve`.)"""
     runtime = _broker_runtime("beat")
     var_dir = runtime.settings.var_dir
     var_dir.mkdir(parents=True, exist_ok=True)
@@ -321,7 +330,7 @@ def beat() -> None:
 
 
 def _print(obj: object) -> None:
-    typer.echo(json.dumps(obj, indent=2, default=str))
+    typer.echo(json.dumps(obj, indent=2, default=str, ensure_ascii=False))  # Clínica, not Cl\u00ednica
 
 
 @tenants_app.command("create")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from celery import Celery, shared_task
+from celery import Celery, shared_task, signals
 from celery.beat import PersistentScheduler
 from celery.schedules import crontab
 from sqlalchemy import event
@@ -148,6 +148,14 @@ class HeartbeatScheduler(PersistentScheduler):
         return super().tick(*args, **kwargs)
 
 
+@signals.setup_logging.connect(weak=False)
+def _keep_the_hubs_logging(**_kwargs: Any) -> None:
+    """The hub configures logging itself (hub.logs: JSON, HUB_LOG_LEVEL). Celery skips its
+    own setup when this signal has a receiver; without one, starting a worker — the one
+    inside `hub serve` included — set the root logger to the worker's level (WARNING)
+    and silenced the hub's INFO lines and access log."""
+
+
 PING = "hub.ping"
 
 
@@ -206,11 +214,11 @@ class EmbeddedWorker:
         from celery.contrib.testing.worker import TestWorkController, setup_app_for_worker
 
         self.runtime = runtime
-        setup_app_for_worker(runtime.celery, "WARNING", None)
+        setup_app_for_worker(runtime.celery, runtime.settings.log_level, None)
         self._worker = TestWorkController(
             app=runtime.celery, concurrency=concurrency, pool="threads",
             hostname=f"embedded-{uuid.uuid4().hex[:6]}@hub",
-            loglevel="WARNING", ready_callback=None, without_heartbeat=True, without_mingle=True,
+            loglevel=runtime.settings.log_level, ready_callback=None, without_heartbeat=True, without_mingle=True,
             without_gossip=True,
         )
         self._thread = threading.Thread(target=self._worker.start, name="hub-embedded-worker", daemon=True)
@@ -224,3 +232,24 @@ class EmbeddedWorker:
         # stop() closes the consumer; the thread notices within a poll and exits on its own
         self._worker.stop(in_sighandler=False)
         self._thread.join(0.5)
+
+
+class EmbeddedBeat:
+    """Celery beat in a thread of `hub serve`, beside the embedded worker: `make run` runs
+    the periodic jobs too (reminders, channel renewal, template sync, the event log's
+    retention), as `hub beat` does in production. Its schedule is kept in memory: a
+    restart starts every interval afresh, which each job tolerates (they look for due
+    work, they do not count runs)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        from celery.beat import EmbeddedService, Scheduler
+
+        # a short loop interval, so stop() returns promptly
+        self._service = EmbeddedService(runtime.celery, thread=True, scheduler_cls=Scheduler, max_interval=1.0)
+
+    def start(self) -> EmbeddedBeat:
+        self._service.start()
+        return self
+
+    def stop(self) -> None:
+        self._service.stop()

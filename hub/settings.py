@@ -100,6 +100,9 @@ class Settings(BaseSettings):
                                  "reconnects")
     embedded_worker: bool | None = Field(None, description="run a Celery worker inside `hub serve`; default: "
                                          "when HUB_REDIS_URL is empty")
+    embedded_beat: bool | None = Field(None, description="run the periodic jobs (reminders, channel renewal, "
+                                       "template sync, retention) inside `hub serve`; default: with the embedded "
+                                       "worker")
     relay_in_process: bool | None = Field(
         None, description="run the relay (webhook dispatch, outbox) inside `hub serve`; default: when "
         "HUB_REDIS_URL is empty (with Redis, run `hub relay` beside the API)")
@@ -142,6 +145,11 @@ class Settings(BaseSettings):
     @property
     def use_embedded_worker(self) -> bool:
         return self.embedded_worker if self.embedded_worker is not None else not self.redis_url
+
+    @property
+    def use_embedded_beat(self) -> bool:
+        # beat publishes to the embedded broker: without the embedded worker nobody would run its tasks
+        return self.use_embedded_worker and self.embedded_beat is not False
 
     @property
     def use_relay_in_process(self) -> bool:

@@ -165,6 +165,7 @@ def settings(database_url, tmp_path) -> Settings:
         # background services are opt-in per test (see tests/messaging/conftest.py)
         sandbox=False,
         embedded_worker=False,
+        embedded_beat=False,
         relay_in_process=False,
     )
 
@@ -279,6 +280,9 @@ def live_hub(database_url, tmp_path, request):
         sandbox=True,
         sandbox_url=sandbox_server.url,
         embedded_worker=True,
+        # the periodic jobs run when a test calls them (tests/calendar/test_reminders.py
+        # counts the reminders one call claims); tests/test_embedded_beat.py runs beat
+        embedded_beat=False,
         relay_in_process=True,
         relay_interval_seconds=0.1,
     )

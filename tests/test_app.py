@@ -22,6 +22,11 @@ class Thing(BaseModel):
     count: int
 
 
+class Note(BaseModel):
+    count: int
+    body: str
+
+
 class TestErrorEnvelope:
     def test_unknown_route(self, client):
         r = client.get("/nope")
@@ -40,6 +45,10 @@ class TestErrorEnvelope:
         def make(thing: Thing) -> dict:
             return {"count": thing.count}
 
+        @router.post("/notes")
+        def note(note: Note) -> dict:
+            return {}
+
         @router.get("/boom")
         def boom() -> dict:
             raise RuntimeError("secret detail")
@@ -52,8 +61,16 @@ class TestErrorEnvelope:
             assert r.status_code == 422
             body = r.json()["error"]
             assert body["code"] == "validation_error" and "count" in body["message"]
-            r = c.post("/things", content=b"{not json", headers={"content-type": "application/json"})
-            assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
+            r = c.post("/things", content=b'{"count": 1,\n not json}', headers={"content-type": "application/json"})
+            assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_body"
+            assert r.json()["error"]["message"].startswith("malformed JSON at line 2 column 2")
+            r = c.post("/things", data={"count": "1"})
+            assert r.status_code == 422 and r.json()["error"]["message"] == (
+                "the body must be JSON (Content-Type: application/json), not application/x-www-form-urlencoded")
+            r = c.post("/notes", json={"count": "many", "body": 1})
+            # every failing field is named, one called "body" too
+            assert r.json()["error"]["message"] == ("count: Input should be a valid integer, unable to parse string "
+                                                    "as an integer; body: Input should be a valid string")
             r = c.get("/boom")
             assert r.status_code == 500
             assert r.json()["error"]["code"] == "internal_error"

@@ -107,3 +107,24 @@ def test_moving_an_appointment_rearms_its_reminder(live_hub):
                             json={"start": later.isoformat(), "end": (later + timedelta(minutes=30)).isoformat()})
     assert r.status_code == 200
     assert datetime.fromisoformat(r.json()["reminder"]["remind_at"]) == later - timedelta(hours=2)
+
+
+def test_the_embedded_beat_sends_a_due_reminder_by_itself(live_hub):
+    # what `make run` does: the periodic jobs run inside `hub serve` (here every half second)
+    from hub.queue import CALENDAR_REMINDERS, EmbeddedBeat
+
+    tenant = connected_tenant(live_hub, "sozinho")
+    map_resource(live_hub, tenant, "dr-ana", tenant.calendars[1], name="Dra. Ana")
+    with_twilio(live_hub, tenant)
+    booked = book(live_hub, tenant, "dr-ana", slot(days=3, hour=13), title="Consulta", reminder_channel="sms").json()
+    time_passes(live_hub, booked["id"])
+    live_hub.runtime.celery.conf.beat_schedule = {"calendar-reminders": {"task": CALENDAR_REMINDERS,
+                                                                         "schedule": 0.5}}
+    beat = EmbeddedBeat(live_hub.runtime).start()
+    try:
+        eventually(lambda: appointment(live_hub, tenant, booked["id"])["reminder"]["message_id"],
+                   what="the beat to send the reminder")
+    finally:
+        beat.stop()
+    (message,) = messages_of(live_hub, tenant)
+    assert message.template == "appointment-reminder"
