@@ -326,3 +326,24 @@ def smtp_relay() -> Iterator[int]:
     controller.start()
     yield controller.port
     controller.stop()
+
+
+# --- logging: what a test configures stays in that test ---------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A CLI command run in-process (typer's CliRunner) configures the hub's JSON logging
+    for the whole process; put the root logger and structlog back afterwards, so no later
+    test runs with another test's handlers or level."""
+    import logging
+
+    import structlog
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    config = structlog.get_config()
+    yield
+    root.handlers = handlers
+    root.setLevel(level)
+    structlog.configure(**config)
