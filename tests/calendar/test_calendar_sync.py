@@ -23,7 +23,8 @@ from calendar_support import (
 )
 from sqlalchemy import func, select, update
 
-from hub.calendar.flows import _claim_resource, _release_resource, push_appointment, renew_channels, sync_resource
+from hub.calendar.flows import push_appointment, renew_channels, sync_resource
+from hub.calendar.flows.resources import claim_resource, release_resource
 from hub.calendar.models import Appointment, BusyBlock, CalendarResource
 from hub.db import utcnow
 from hub.webhooks.models import Route
@@ -143,13 +144,13 @@ class TestChangesMadeInGoogle:
         # the sync may read our write before the push recorded Google's answer: the same
         # content is recognised as ours (here a full resync, with nothing recorded)
         # (taking the resource's lease as a worker would, so no sync in flight keeps the old state)
-        eventually(lambda: _claim_resource(live_hub.runtime, resource.id), what="the resource's lease")
+        eventually(lambda: claim_resource(live_hub.runtime, resource.id), what="the resource's lease")
         with live_hub.runtime.session_factory() as session, session.begin():
             session.execute(update(Appointment).where(Appointment.id == uuid.UUID(booked["id"]))
                             .values(google_etag=None, google_content_hash=None))
             session.execute(update(CalendarResource).where(CalendarResource.id == resource.id)
                             .values(sync_token=None))
-        _release_resource(live_hub.runtime, resource.id)
+        release_resource(live_hub.runtime, resource.id)
         sync_now(live_hub, resource)
         actions = {e["action"] for e in sync_log(live_hub, tenant, "dr-ana")}
         assert not {a for a in actions if a.startswith(("appointment.", "conflict."))}, actions

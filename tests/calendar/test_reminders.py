@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from calendar_support import appointment, book, connected_tenant, eventually, map_resource, slot
 from sqlalchemy import select, update
 
-from hub.calendar.flows import send_due_reminders
 from hub.calendar.models import Appointment
+from hub.calendar.reminders import send_due_reminders
 from hub.db import utcnow
 from hub.messaging.models import Message
 from tenants import service as tenants
