@@ -6,8 +6,9 @@ Paths are Google's own, so the real libraries only need their base URL changed:
 - ``POST /token``                  authorization_code (PKCE), refresh_token      ``oauth``
 - ``POST /revoke?token=``          revokes the whole grant, as Google does       ``oauth``
 - ``GET  /oauth2/v3/userinfo``     the account e-mail (``email``/``openid``)     ``oauth``
-- ``/calendar/v3/calendars/{id}/events…``  insert, get, patch, update, delete,
-                                   list                                          ``events``
+- ``/calendar/v3/calendars/{id}/events…``  insert, get, patch, update, delete  ``events``
+- ``GET …/events``, ``GET …/events/{id}/instances``  list, sync, instances        ``listing``
+  (recurring events are stored once and expanded as Google does: ``recurrence``)
 - ``POST /calendar/v3/freeBusy``                                                 ``freebusy``
 - ``GET  /calendar/v3/users/me/calendarList``, ``calendars/{id}``                ``calendar_list``
 - ``POST …/events/watch``, ``POST /calendar/v3/channels/stop``                   ``channels``
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from connectors.sandbox.google import calendar_list, channels, control, events, freebusy, oauth
+from connectors.sandbox.google import calendar_list, channels, control, events, freebusy, listing, oauth
 from connectors.sandbox.google.errors import GoogleApiError, OAuthError
 from connectors.sandbox.google.push import PushRecord
 from connectors.sandbox.google.routing import google_route_class
@@ -48,6 +49,7 @@ __all__ = [
 class GoogleSandbox(
     oauth.OAuthServer,
     control.Controls,
+    listing.EventListing,
     freebusy.FreeBusy,
     calendar_list.CalendarDirectory,
     channels.Channels,
@@ -58,6 +60,6 @@ class GoogleSandbox(
 def router(state: GoogleSandbox) -> APIRouter:
     """Google's OAuth and Calendar v3 endpoints plus ``/_sandbox/google/`` controls."""
     api = APIRouter(route_class=google_route_class(state))
-    for family in (oauth, calendar_list, events, channels, freebusy, control):
+    for family in (oauth, calendar_list, listing, events, channels, freebusy, control):
         family.add_routes(api, state)
     return api

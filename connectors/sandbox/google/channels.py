@@ -6,6 +6,13 @@ Sources: https://developers.google.com/workspace/calendar/api/guides/push (the w
 request and answer, ``params.ttl``, the notification headers, stopping a channel with
 its ``id`` and ``resourceId``) and the discovery document's ``Channel`` schema
 (``type`` is ``web_hook`` or ``webhook``).
+
+The receiving URL must be HTTPS ("This is an HTTPS server that handles the API
+notification messages", push guide, Overview); Google refuses another address with 400
+``push.webhookUrlNotHttps`` "WebHook callback must be HTTPS: <address>" (the reason and
+message developers report from the live API and match on in open-source calendar
+integrations; the reference itself gives no body). The sandbox does the same, except for an http:// address
+on an origin it was told is local (``trust_local_origin``: the hub it was started beside).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from connectors.sandbox.google.errors import GoogleApiError, bad_request, not_fo
 from connectors.sandbox.google.push import Push
 from connectors.sandbox.google.routing import bearer
 from connectors.sandbox.google.scopes import READ_EVENTS
-from connectors.sandbox.google.state import Calendar, Channel, SandboxState
+from connectors.sandbox.google.state import Calendar, Channel, SandboxState, origin_of
 from connectors.sandbox.google.wire import int_param, json_body, now
 
 CHANNEL_ID = re.compile(r"^[A-Za-z0-9\-_+/=]{1,64}$")
@@ -42,8 +49,11 @@ class Channels(SandboxState):
             if body.get("type") not in ("web_hook", "webhook"):
                 raise bad_request("Invalid value for: type.", location="type")
             address = body.get("address") or ""
-            if urlsplit(address).scheme not in ("http", "https"):
+            parts = urlsplit(address)
+            if not parts.scheme or not parts.hostname:
                 raise bad_request("Invalid address.", location="address")
+            if parts.scheme != "https" and origin_of(address) not in self.local_origins:
+                raise GoogleApiError(400, f"WebHook callback must be HTTPS: {address}", "push.webhookUrlNotHttps")
             ttl = int_param(body.get("params") or {}, "ttl", 604800, low=1, high=10**9)
             expiration = now() + timedelta(seconds=ttl)
             if body.get("expiration"):

@@ -142,6 +142,30 @@ def add_routes(api: APIRouter, state: GoogleSandbox) -> None:
         )
         return JSONResponse({"calendar_ids": ids})
 
+    @api.post(ctl + "/clients", include_in_schema=False)
+    async def register_client(request: Request) -> Response:
+        """{"client_id", "client_secret", "redirect_uris": [...]}: an OAuth client, as made
+        in the Google Cloud console (a tenant's own client, say)."""
+        body = await json_body(request)
+        if not body.get("client_id") or not body.get("client_secret"):
+            raise bad_request("client_id and client_secret are required")
+        state.register_client(body["client_id"], body["client_secret"], body.get("redirect_uris") or ())
+        return Response(status_code=204)
+
+    @api.post(ctl + "/local-origins", include_in_schema=False)
+    async def trust_local_origin(request: Request) -> Response:
+        """{"url"}: pushes may go to this origin over plain http (a local receiver)."""
+        body = await json_body(request)
+        state.trust_local_origin(str(body.get("url") or ""))
+        return Response(status_code=204)
+
+    @api.get(ctl + "/requests", include_in_schema=False)
+    async def requests_seen() -> Response:
+        """The latest requests the emulated endpoints answered, oldest first."""
+        with state._lock:
+            rows = [{"method": m, "path": p, "query": q} for m, p, q in state.requests]
+        return JSONResponse({"requests": rows})
+
     @api.post(ctl + "/oauth/decide", include_in_schema=False)
     async def decide(request: Request) -> Response:
         """{"authorization_url", "account"?, "approve": true} -> {"redirect_url"}"""

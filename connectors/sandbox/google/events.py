@@ -1,23 +1,21 @@
-"""Calendar v3 ``events``: insert, get, patch, update, delete and list (full listings,
-incremental sync with ``syncToken``, paging with ``pageToken``).
+"""Calendar v3 ``events``: insert, get, patch, update and delete, of single events,
+recurring events and their instances (listing is in ``listing``).
 
 Sources:
 - https://developers.google.com/workspace/calendar/api/v3/reference/events (the
   resource; ids are base32hex ``[a-v0-9]{5,1024}``; a deleted event keeps its id, so a
   second insert with it is a 409 ``duplicate``; ``If-Match`` with a stale etag is a 412);
-- https://developers.google.com/workspace/calendar/api/guides/sync (full sync, then
-  ``syncToken``; deletions always reported; 410 ``fullSyncRequired`` when the token is
-  no longer valid);
-- the discovery document ``calendar.v3.json`` (``events.list`` parameters: which ones
-  cannot be combined with ``syncToken``).
+- https://developers.google.com/workspace/calendar/api/guides/recurringevents (an
+  instance is changed or cancelled on its own through its instance id; it keeps
+  ``recurringEventId`` and ``originalStartTime``); deleting the recurring event deletes
+  its instances.
 """
 
 from __future__ import annotations
 
-import bisect
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,18 +23,15 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from connectors.sandbox.google.errors import GoogleApiError, bad_request, not_found
+from connectors.sandbox.google.recurrence import Series, parse_series, series_id_of
 from connectors.sandbox.google.routing import bearer
 from connectors.sandbox.google.scopes import READ_EVENTS, WRITE_EVENTS
 from connectors.sandbox.google.state import Calendar, SandboxState, StoredEvent
 from connectors.sandbox.google.wire import (
-    decode_token,
-    encode_token,
     event_bounds,
-    int_param,
     json_body,
     merge,
     now,
-    parse_instant,
     rfc3339,
     validate_times,
 )
@@ -59,20 +54,15 @@ WRITABLE = (
     "colorId",
     "source",
 )
-FORBIDDEN_WITH_SYNC_TOKEN = (
-    "timeMin",
-    "timeMax",
-    "updatedMin",
-    "iCalUID",
-    "orderBy",
-    "q",
-    "privateExtendedProperty",
-    "sharedExtendedProperty",
-)
 
 
 class EventStore(SandboxState):
-    """Events of every calendar, with a change log per calendar for incremental sync."""
+    """Events of every calendar, with a change log per calendar for incremental sync.
+
+    A recurring event is stored once, with its rule; its instances are generated from
+    it, except the ones changed or cancelled on their own (exceptions), which are
+    stored under their instance id like any event and indexed in ``Calendar.exceptions``.
+    """
 
     def _store(
         self,
@@ -83,7 +73,9 @@ class EventStore(SandboxState):
         *,
         created: str | None,
         sequence: int,
+        instance_of: Mapping[str, Any] | None = None,
     ) -> StoredEvent:
+        series = parse_series(fields) if instance_of is None else None
         starts_at, ends_at = event_bounds(fields)
         seq = self._next_seq()
         resource: dict[str, Any] = {
@@ -102,7 +94,14 @@ class EventStore(SandboxState):
             "eventType": "default",
         }
         resource |= {k: fields[k] for k in WRITABLE if k in fields and k != "status"}
-        stored = StoredEvent(resource, seq, starts_at, ends_at)
+        if instance_of is not None:
+            # an instance has no rule of its own, and keeps its place in the series
+            resource.pop("recurrence", None)
+            resource |= dict(instance_of)
+            resource["iCalUID"] = f"{instance_of['recurringEventId']}@google.com"
+            cal.exceptions.setdefault(instance_of["recurringEventId"], set()).add(event_id)
+        stored = StoredEvent(resource, seq, starts_at, ends_at, series, self._dropped(cal.events.get(event_id),
+                                                                                     series, resource, at))
         cal.events[event_id] = stored
         cal.log_seqs.append(seq)
         cal.log_ids.append(event_id)
@@ -111,6 +110,75 @@ class EventStore(SandboxState):
             cal.log_seqs = [s for s, _ in live]
             cal.log_ids = [eid for _, eid in live]
         return stored
+
+    @staticmethod
+    def _dropped(old: StoredEvent | None, series: Series | None, resource: Mapping[str, Any],
+                 at: datetime) -> frozenset[str]:
+        """Instance ids the previous versions had that this one does not (a rule changed,
+        or the series was deleted): incremental sync reports them cancelled."""
+        if old is None or old.series is None:
+            return frozenset()
+        had = set(old.dropped) | {old.series.instance_id(resource["id"], s)
+                                  for s in old.series.original_starts(None, None)}
+        has = set() if series is None or resource["status"] == "cancelled" else {
+            series.instance_id(resource["id"], s) for s in series.original_starts(None, None)}
+        return frozenset(had - has)
+
+    def instance_resource(self, master: StoredEvent, original_start: datetime, *,
+                          status: str | None = None) -> dict[str, Any]:
+        """One generated occurrence of a recurring event, as events.instances shows it."""
+        series = master.series
+        assert series is not None
+        resource = {k: v for k, v in master.resource.items() if k != "recurrence"}
+        start = series.utc(original_start)
+        resource |= {
+            "id": series.instance_id(master.resource["id"], original_start),
+            "recurringEventId": master.resource["id"],
+            "originalStartTime": series.event_time(original_start),
+            "start": series.event_time(original_start),
+            "end": series.event_time(start + series.duration if series.zone else original_start + series.duration),
+        }
+        if status is not None:
+            resource["status"] = status
+        return resource
+
+    def generated_instances(self, cal: Calendar, master: StoredEvent, after: datetime | None,
+                            before: datetime | None) -> list[tuple[dict[str, Any], datetime, datetime]]:
+        """The occurrences of a recurring event in a window that are not stored on their own:
+        (resource, start, end) in UTC."""
+        series = master.series
+        assert series is not None
+        own = cal.exceptions.get(master.resource["id"], set())
+        found = []
+        for original_start in series.original_starts(after, before):
+            instance_id = series.instance_id(master.resource["id"], original_start)
+            if instance_id in own:
+                continue
+            start = series.utc(original_start)
+            found.append((self.instance_resource(master, original_start), start, start + series.duration))
+        return found
+
+    def _generated(self, cal: Calendar, event_id: str) -> tuple[StoredEvent, datetime] | None:
+        """(its recurring event, original start) when ``event_id`` names an occurrence of a
+        live recurring event that is not stored on its own."""
+        master = cal.events.get(series_id_of(event_id) or "")
+        if master is None or master.series is None or master.cancelled:
+            return None
+        original_start = master.series.original_start_of(event_id)
+        if original_start is None or not master.series.occurs_at(original_start):
+            return None
+        return master, original_start
+
+    def _materialize(self, cal: Calendar, event_id: str) -> StoredEvent | None:
+        """Store a generated occurrence on its own, as Google does before changing one instance."""
+        generated = self._generated(cal, event_id)
+        if generated is None:
+            return None
+        master, original_start = generated
+        resource = self.instance_resource(master, original_start)
+        fields = {k: resource[k] for k in WRITABLE if k in resource} | {"status": resource["status"]}
+        return self._store(cal, event_id, fields, now(), created=master.resource["created"],
+                           sequence=master.resource["sequence"], instance_of=_place_in_series(resource))
 
     def insert_event(self, account: str, calendar_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -128,10 +196,14 @@ class EventStore(SandboxState):
 
     def get_event(self, account: str, calendar_id: str, event_id: str) -> dict[str, Any]:
         with self._lock:
-            stored = self._owned_calendar(account, calendar_id).events.get(event_id)
-            if stored is None:
+            cal = self._owned_calendar(account, calendar_id)
+            stored = cal.events.get(event_id)
+            if stored is not None:
+                return stored.resource
+            generated = self._generated(cal, event_id)
+            if generated is None:
                 raise not_found()
-            return stored.resource
+            return self.instance_resource(*generated)
 
     def _change_event(
         self,
@@ -145,7 +217,7 @@ class EventStore(SandboxState):
     ) -> dict[str, Any]:
         with self._lock:
             cal = self._owned_calendar(account, calendar_id)
-            stored = cal.events.get(event_id)
+            stored = cal.events.get(event_id) or self._materialize(cal, event_id)
             if stored is None:
                 raise not_found()
             old = stored.resource
@@ -162,7 +234,8 @@ class EventStore(SandboxState):
             validate_times(merged)
             moved = merged.get("start") != old.get("start") or merged.get("end") != old.get("end")
             sequence = old["sequence"] + (1 if moved else 0)
-            stored = self._store(cal, event_id, merged, now(), created=old["created"], sequence=sequence)
+            stored = self._store(cal, event_id, merged, now(), created=old["created"], sequence=sequence,
+                                 instance_of=_place_in_series(old) if stored.series_id else None)
             self._notify(cal)
             return stored.resource
 
@@ -187,110 +260,35 @@ class EventStore(SandboxState):
         return self._change_event(account, calendar_id, event_id, body, if_match, replace=True)
 
     def delete_event(self, account: str, calendar_id: str, event_id: str, if_match: str | None = None) -> None:
-        """Mark cancelled and keep it: incremental sync must report the deletion."""
+        """Mark cancelled and keep it: incremental sync must report the deletion. One
+        instance of a series is cancelled on its own; deleting a series cancels its
+        instances with it."""
         with self._lock:
             cal = self._owned_calendar(account, calendar_id)
-            stored = cal.events.get(event_id)
+            stored = cal.events.get(event_id) or self._materialize(cal, event_id)
             if stored is None:
                 raise not_found()
             if stored.cancelled:
                 raise GoogleApiError(410, "Resource has been deleted", "deleted")
             if if_match and if_match not in ("*", stored.resource["etag"]):
                 raise GoogleApiError(412, "Precondition Failed", "conditionNotMet", location="If-Match")
-            fields = {k: stored.resource[k] for k in WRITABLE if k in stored.resource} | {"status": "cancelled"}
-            old = stored.resource
-            self._store(cal, event_id, fields, now(), created=old["created"], sequence=old["sequence"])
+            at = now()
+            for victim in [stored, *self._live_exceptions(cal, stored)]:
+                old = victim.resource
+                fields = {k: old[k] for k in WRITABLE if k in old} | {"status": "cancelled"}
+                self._store(cal, old["id"], fields, at, created=old["created"], sequence=old["sequence"],
+                            instance_of=_place_in_series(old) if victim.series_id else None)
             self._notify(cal)
 
-    def list_events(self, account: str, calendar_id: str, params: Mapping[str, str]) -> dict[str, Any]:
-        """events.list: full listing, or the changes since ``syncToken``; paged by ``pageToken``."""
-        with self._lock:
-            cal = self._owned_calendar(account, calendar_id)
-            max_results = int_param(params, "maxResults", 250, low=1, high=2500)
-            page = decode_token(params["pageToken"]) if params.get("pageToken") else None
-            if params.get("pageToken") and (page is None or page.get("c") != cal.id):
-                raise bad_request("Invalid page token value.", location="pageToken")
-            sync_token = params.get("syncToken")
-            if sync_token:
-                for name in FORBIDDEN_WITH_SYNC_TOKEN:
-                    if name in params:
-                        raise bad_request(f"{name} is not compatible with syncToken.", location=name)
-            if page is not None:
-                after, upto, epoch, incremental = page["a"], page["u"], page["e"], page["i"]
-            elif sync_token:
-                decoded = decode_token(sync_token)
-                if decoded is None or decoded.get("c") != cal.id:
-                    raise bad_request("Invalid sync token value.", location="syncToken")
-                after, upto, epoch, incremental = decoded["s"], self._seq, decoded["e"], True
-            else:
-                after, upto, epoch, incremental = 0, self._seq, cal.sync_epoch, False
-            if epoch != cal.sync_epoch:
-                raise GoogleApiError(
-                    410,
-                    "Sync token is no longer valid, a full sync is required.",
-                    "fullSyncRequired",
-                    domain="calendar",
-                    location="syncToken",
-                )
-            accept = event_filter(params, incremental)
-            items: list[dict[str, Any]] = []
-            last_seq, more = after, False
-            for index in range(bisect.bisect_right(cal.log_seqs, after), len(cal.log_seqs)):
-                seq = cal.log_seqs[index]
-                if seq > upto:
-                    break
-                stored = cal.events[cal.log_ids[index]]
-                if stored.seq != seq or not accept(stored):
-                    continue
-                if len(items) == max_results:
-                    more = True  # one more match exists: a next page is worth a token
-                    break
-                items.append(stored.resource)
-                last_seq = seq
-            answer: dict[str, Any] = {
-                "kind": "calendar#events",
-                "etag": f'"p{upto:016d}"',
-                "summary": cal.summary,
-                "updated": rfc3339(now()),
-                "timeZone": cal.time_zone,
-                "accessRole": "owner",
-                "defaultReminders": [],
-                "items": items,
-            }
-            if more:
-                answer["nextPageToken"] = encode_token(
-                    {"c": cal.id, "a": last_seq, "u": upto, "e": epoch, "i": incremental}
-                )
-            else:
-                answer["nextSyncToken"] = encode_token({"c": cal.id, "s": upto, "e": epoch})
-            return answer
+    def _live_exceptions(self, cal: Calendar, stored: StoredEvent) -> list[StoredEvent]:
+        if stored.series is None:
+            return []
+        own = cal.exceptions.get(stored.resource["id"], set())
+        return [cal.events[i] for i in sorted(own) if not cal.events[i].cancelled]
 
 
-def event_filter(params: Mapping[str, str], incremental: bool) -> Callable[[StoredEvent], bool]:
-    if incremental:
-        return lambda _stored: True  # deletions are part of what changed
-    updated_min = parse_instant(params["updatedMin"], "updatedMin") if params.get("updatedMin") else None
-    time_min = parse_instant(params["timeMin"], "timeMin") if params.get("timeMin") else None
-    time_max = parse_instant(params["timeMax"], "timeMax") if params.get("timeMax") else None
-    # updatedMin reports deletions since then whatever showDeleted says, as Google does
-    show_deleted = params.get("showDeleted") == "true" or updated_min is not None
-    wanted = [tuple(p.split("=", 1)) for p in params.get("privateExtendedProperty", "").split(",") if "=" in p]
-    updated_floor = rfc3339(updated_min) if updated_min else None
-
-    def accept(stored: StoredEvent) -> bool:
-        if stored.cancelled and not show_deleted:
-            return False
-        if time_min is not None and stored.ends_at <= time_min:
-            return False
-        if time_max is not None and stored.starts_at >= time_max:
-            return False
-        if updated_floor is not None and stored.resource["updated"] < updated_floor:
-            return False
-        private = stored.resource.get("extendedProperties", {}).get("private", {})
-        return all(private.get(k) == v for k, v in wanted)
-
-    return accept
-
+def _place_in_series(resource: Mapping[str, Any]) -> dict[str, Any]:
+    return {"recurringEventId": resource["recurringEventId"], "originalStartTime": resource["originalStartTime"]}
 
 
 def add_routes(api: APIRouter, state: EventStore) -> None:
@@ -301,12 +299,6 @@ def add_routes(api: APIRouter, state: EventStore) -> None:
     async def events_insert(request: Request, calendarId: str) -> Response:  # noqa: N803
         account = bearer(state, request, WRITE_EVENTS)
         return JSONResponse(state.insert_event(account, calendarId, await json_body(request)))
-
-    @api.get(cal + "/calendars/{calendarId}/events", include_in_schema=False)
-    async def events_list(request: Request, calendarId: str) -> Response:  # noqa: N803
-        account = bearer(state, request, READ_EVENTS)
-        params = {k: ",".join(request.query_params.getlist(k)) for k in request.query_params}
-        return JSONResponse(state.list_events(account, calendarId, params))
 
     @api.get(cal + "/calendars/{calendarId}/events/{eventId}", include_in_schema=False)
     async def events_get(request: Request, calendarId: str, eventId: str) -> Response:  # noqa: N803

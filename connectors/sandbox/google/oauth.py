@@ -250,6 +250,7 @@ class OAuthServer(SandboxState):
                 "Request is missing required authentication credential.",
                 "required",
                 location="Authorization",
+                location_type="header",
                 headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
             )
         with self._lock:
@@ -260,6 +261,7 @@ class OAuthServer(SandboxState):
                     "Invalid Credentials",
                     "authError",
                     location="Authorization",
+                    location_type="header",
                     headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", error="invalid_token"'},
                 )
             if not allowed & set(record.grant.scopes):

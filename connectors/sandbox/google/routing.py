@@ -28,6 +28,7 @@ def google_route_class(sandbox: SandboxState) -> type[APIRoute]:
             async def google_route(request: Request) -> Response:
                 with sandbox._lock:
                     sandbox.request_counts[label] += 1
+                    sandbox.requests.append((request.method, request.url.path, dict(request.query_params)))
                 failure = sandbox._take_failure(request.url.path)
                 if failure is not None:
                     if failure.delay:

@@ -12,17 +12,19 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Response
 from fastapi.responses import HTMLResponse
 
 from connectors.sandbox.google.errors import ERROR_REASONS, GoogleApiError, not_found
 from connectors.sandbox.google.push import PushSender
+from connectors.sandbox.google.recurrence import Series
 
 DEFAULT_CLIENT_ID = "sandbox-client.apps.googleusercontent.com"
 DEFAULT_CLIENT_SECRET = "sandbox-client-secret"
@@ -87,12 +89,20 @@ class AccessTokenRecord:
 class StoredEvent:
     resource: dict[str, Any]  # rendered once per change; list pages reuse it
     seq: int
-    starts_at: datetime
+    starts_at: datetime  # a recurring event: its first occurrence
     ends_at: datetime
+    series: Series | None = None  # a recurring event's rule, this version
+    # instance ids earlier versions of a recurring event had and this one has not
+    dropped: frozenset[str] = frozenset()
 
     @property
     def cancelled(self) -> bool:
         return self.resource["status"] == "cancelled"
+
+    @property
+    def series_id(self) -> str | None:
+        """For an instance (an exception stored on its own): its recurring event's id."""
+        return self.resource.get("recurringEventId")
 
 
 @dataclass
@@ -108,6 +118,8 @@ class Calendar:
     log_ids: list[str] = field(default_factory=list)
     # bumping it invalidates every sync token and page token issued before
     sync_epoch: int = 0
+    # recurring event id -> ids of its instances stored on their own (changed or cancelled)
+    exceptions: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def resource_id(self) -> str:
@@ -149,10 +161,18 @@ class InjectedFailure:
         return GoogleApiError(status, message, reason, domain=domain, headers=headers).response()
 
 
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` of a URL, lower-cased, the port made explicit."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+
+
 class SandboxState:
     """All Google state. Methods are thread-safe: tests call them while the server runs."""
 
-    def __init__(self, *, access_token_lifetime: int = 3600, push_timeout: float = 5.0) -> None:
+    def __init__(self, *, access_token_lifetime: int = 3600, push_timeout: float = 5.0,
+                 local_origins: Iterable[str] = ()) -> None:
         # seconds; keep it above google-auth's 225 s refresh margin or every call refreshes
         self.access_token_lifetime = access_token_lifetime
         self.code_lifetime = 600
@@ -169,12 +189,22 @@ class SandboxState:
         self.failures: list[InjectedFailure] = []
         # "METHOD path-template" -> calls, e.g. "GET /calendar/v3/calendars/{calendarId}/events"
         self.request_counts: Counter[str] = Counter()
+        # the latest requests, oldest first: (method, path, query) as the client sent them
+        self.requests: deque[tuple[str, str, dict[str, str]]] = deque(maxlen=500)
+        # receivers the sandbox was told are local (the hub beside it): only these may
+        # take pushes over plain http; Google itself delivers to HTTPS addresses only
+        self.local_origins: set[str] = {origin_of(url) for url in local_origins}
         self._pushes = PushSender(push_timeout)
         self.register_client(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
 
     def close(self) -> None:
         """Stop the push delivery thread."""
         self._pushes.close()
+
+    def trust_local_origin(self, url: str) -> None:
+        """Accept watch channels whose http:// address is on ``url``'s origin (a local receiver)."""
+        with self._lock:
+            self.local_origins.add(origin_of(url))
 
     # --- accounts and clients -------------------------------------------------------
 
