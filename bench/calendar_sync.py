@@ -104,6 +104,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from hub.calendar import flows
+    from hub.calendar.flows.sync import BUSY_HORIZON, SYNC_WINDOW
     from hub.calendar.models import BusyBlock, CalendarResource
     from hub.calendar.tokens import calendar_connector, get_connection
     from hub.db import transaction
@@ -133,8 +134,12 @@ def main() -> None:
 
         def connector_only(token: Callable[[], str | None], include_cancelled: bool) -> Callable[[], int]:
             def run() -> int:
-                return sum(1 for _ in connector.iter_changes(calendar_id, token(), include_cancelled=include_cancelled)
-                           ) - 1  # the checkpoint
+                current = token()
+                # the hub's full sync reads its window; read the same events
+                now = datetime.now(UTC)
+                window = {} if current else {"time_min": now - BUSY_HORIZON, "time_max": now + SYNC_WINDOW}
+                return sum(1 for _ in connector.iter_changes(calendar_id, current, include_cancelled=include_cancelled,
+                                                             **window)) - 1  # the checkpoint
             return run
 
         results = []

@@ -102,6 +102,8 @@ class CalendarResource(TimestampMixin, Base):
     sync_lease_until: Mapped[datetime | None]
     # bumped by every full sync; busy blocks not seen by the latest one are gone in Google
     sync_generation: Mapped[int] = mapped_column(default=0)
+    # the end of the window the latest full sync read (its sync token keeps that window)
+    sync_window_end: Mapped[datetime | None]
     last_synced_at: Mapped[datetime | None]
     last_sync_error: Mapped[str | None] = mapped_column(Text)
     # serializes bookings of this resource (an UPDATE of this row takes its lock)

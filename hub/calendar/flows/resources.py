@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select, update
@@ -62,6 +62,7 @@ class ResourceView:
     sync_token: str | None
     sync_wanted: int
     open_channel: bool
+    window_end: datetime | None = None  # the end of the window the last full sync read
 
 
 class Superseded(Exception):
