@@ -49,8 +49,40 @@ def webhook_address(runtime: Runtime) -> str:
     return runtime.settings.effective_public_url + WEBHOOK_PATH
 
 
+class PushAddressRefused(PermanentProviderError):
+    """The hub's public URL is not one Google pushes to (production needs HTTPS)."""
+
+
+def push_address_problem(runtime: Runtime) -> str | None:
+    """Why the hub must not ask Google for a watch channel, or None.
+
+    Google delivers notifications only to an HTTPS receiver
+    (https://developers.google.com/workspace/calendar/api/guides/push, and it refuses
+    another address with ``push.webhookUrlNotHttps``); in production the hub does not ask
+    with a plain-http ``HUB_PUBLIC_URL``. Outside production the local sandbox accepts
+    the hub it was started beside."""
+    settings = runtime.settings
+    if settings.is_production and not settings.public_url_is_https:
+        return ("HUB_PUBLIC_URL must be an https:// URL: Google delivers push notifications only to HTTPS "
+                "addresses, so no watch channel was started (changes arrive with the nightly sync until it is)")
+    return None
+
+
 def open_channel(runtime: Runtime, view: ResourceView, connector: GoogleCalendarConnector) -> None:
     """Open a new channel (route first: Google notifies at once), then retire the old one."""
+    problem = push_address_problem(runtime)
+    if problem is not None:
+        with transaction(runtime.session_factory) as session:
+            resource = session.get(CalendarResource, view.pk)
+            if resource is not None and resource.channel_error != problem:
+                resource.channel_status = ChannelStatus.ERROR
+                resource.channel_error = problem
+                CalendarRepository(session, view.tenant_id).log(view.pk, "channel.refused",
+                                                                details={"error": problem})
+            elif resource is not None:
+                resource.channel_status = ChannelStatus.ERROR
+        log.warning("watch channel not started: HUB_PUBLIC_URL is not https", resource=view.resource_id)
+        raise PushAddressRefused(problem, code="push_address_not_https")
     channel_id = str(uuid.uuid4())
     with transaction(runtime.session_factory) as session:
         integration = session.get(Integration, view.integration_id)
