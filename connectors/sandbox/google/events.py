@@ -222,7 +222,8 @@ class EventStore(SandboxState):
                 raise not_found()
             old = stored.resource
             if if_match and if_match not in ("*", old["etag"]):
-                raise GoogleApiError(412, "Precondition Failed", "conditionNotMet", location="If-Match")
+                raise GoogleApiError(412, "Precondition Failed", "conditionNotMet", location="If-Match",
+                                     location_type="header")
             if replace:
                 merged = {k: fields[k] for k in WRITABLE if k in fields}
             else:
@@ -271,7 +272,8 @@ class EventStore(SandboxState):
             if stored.cancelled:
                 raise GoogleApiError(410, "Resource has been deleted", "deleted")
             if if_match and if_match not in ("*", stored.resource["etag"]):
-                raise GoogleApiError(412, "Precondition Failed", "conditionNotMet", location="If-Match")
+                raise GoogleApiError(412, "Precondition Failed", "conditionNotMet", location="If-Match",
+                                     location_type="header")
             at = now()
             for victim in [stored, *self._live_exceptions(cal, stored)]:
                 old = victim.resource
@@ -320,3 +322,4 @@ def add_routes(api: APIRouter, state: EventStore) -> None:
     async def events_delete(request: Request, calendarId: str, eventId: str) -> Response:  # noqa: N803
         account = bearer(state, request, WRITE_EVENTS)
         state.delete_event(account, calendarId, eventId, request.headers.get("if-match"))
+        return Response(status_code=204)
