@@ -1,5 +1,8 @@
 """Appointment reminders: the ``appointment-reminder`` notification goes to the contact
-once, ``remind_before_minutes`` before the start, through the messaging pipeline."""
+once, ``remind_before_minutes`` before the start. It is a template notification like the
+tenant's own sends (``POST /v1/messages`` with a template): messaging renders the
+tenant's version of the template, applies consent and the WhatsApp rules, and falls
+back along the tenant's channel order when the booking did not choose a channel."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from sqlalchemy.orm import Session
 from hub.calendar.models import Appointment, AppointmentStatus, CalendarResource
 from hub.db import transaction, utcnow
 from hub.errors import HubError
+from hub.messaging.schemas import MessageCreate
+from hub.messaging.service import send_message
 from tenants.models import Tenant
 
 if TYPE_CHECKING:
@@ -79,28 +84,28 @@ def send_due_reminders(*, runtime: Runtime, limit: int = 100) -> int:
 
 
 def _send_reminder(runtime: Runtime, session: Session, appointment: Appointment) -> tuple[uuid.UUID, str]:
-    from hub.messaging import rendering
-    from hub.messaging.schemas import MessageCreate
-    from hub.messaging.service import send_message
-
-    channel = appointment.reminder_channel or ("whatsapp" if appointment.contact_phone else "email")
-    if channel == "email":
-        raise ReminderNotSent("e-mail reminders are not available yet; give the contact a phone number")
-    if not appointment.contact_phone:
-        raise ReminderNotSent(f"the contact has no phone number for a {channel} reminder")
+    """Queue the appointment-reminder notification as any template send is queued: the
+    tenant's version of the template, the contact's consent, and (unless the booking
+    chose a channel) the tenant's fallback order."""
+    chosen = appointment.reminder_channel
+    phone, email = appointment.contact_phone, appointment.contact_email
+    if chosen in ("sms", "whatsapp") and not phone:
+        raise ReminderNotSent(f"the contact has no phone number for a {chosen} reminder")
+    if chosen == "email" and not email:
+        raise ReminderNotSent("the contact has no e-mail address for an email reminder")
+    if not phone and not email:
+        raise ReminderNotSent("the contact has neither a phone number nor an e-mail address")
     tenant = session.get(Tenant, appointment.tenant_id)
     resource = session.get(CalendarResource, appointment.resource_pk)
     assert tenant is not None and resource is not None
-    template = rendering.default_template(REMINDER_TEMPLATE, tenant.locale, channel)
     data = {"customer_name": appointment.contact_name, "business_name": tenant.name,
             "service_name": appointment.title, "appointment_at": appointment.start_at.isoformat(),
             "location": appointment.location or resource.name}
-    rendered = rendering.render(template, data, channel=channel, locale=tenant.locale,
-                                timezone=appointment.time_zone)
     queued = send_message(
         session=session, runtime=runtime, tenant_id=appointment.tenant_id,
-        message_in=MessageCreate(channel=channel, to=appointment.contact_phone, body=rendered.body),
+        message_in=MessageCreate(channel=chosen, to=email if chosen == "email" or not phone else phone,
+                                 template=REMINDER_TEMPLATE, data=data, fallback=chosen is None),
         idempotency_key=f"{REMINDER_TEMPLATE}:{appointment.id}:{appointment.remind_at.isoformat()}"
         if appointment.remind_at else None,
     )
-    return queued.message.id, channel
+    return queued.message.id, queued.message.channel
