@@ -20,10 +20,15 @@ from hub.calendar.flows.channels import (
     webhook_address,
 )
 from hub.calendar.flows.connect import (
+    COOKIE_PATH,
+    PAGE_HEADERS,
+    START_PATH,
     STATE_AUDIENCE,
     ConnectOutcome,
+    browser_cookie,
     complete_connect,
     disconnect,
+    open_connect_flow,
     result_page,
     sign_state,
     start_connect,
@@ -33,12 +38,17 @@ from hub.calendar.flows.push import push_appointment
 from hub.calendar.flows.sync import sync_resource
 
 __all__ = [
+    "COOKIE_PATH",
+    "PAGE_HEADERS",
+    "START_PATH",
     "STATE_AUDIENCE",
     "ConnectOutcome",
     "apply_google_event",
+    "browser_cookie",
     "complete_connect",
     "disconnect",
     "on_calendar_changed",
+    "open_connect_flow",
     "push_appointment",
     "reconcile",
     "renew_channels",
