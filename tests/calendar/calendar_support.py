@@ -51,7 +51,8 @@ class Browser:
 
     def __init__(self, hub_client: httpx.Client | None = None) -> None:
         # the live hub's client has no state worth sharing: a browser gets a cookie jar of its own
-        self.hub = hub_client if hub_client is not None else httpx.Client(timeout=10.0, trust_env=False)
+        # the callback makes two calls to Google and several writes: a loaded CI machine needs room
+        self.hub = hub_client if hub_client is not None else httpx.Client(timeout=30.0, trust_env=False)
         self.google = httpx.Client(timeout=5.0, trust_env=False)
 
     def open(self, start_url: str) -> str:

@@ -170,8 +170,9 @@ def renew_channels(*, runtime: Runtime, within: timedelta = RENEW_BEFORE, limit:
 
 
 def reconcile(*, runtime: Runtime) -> int:
-    """Nightly: an incremental sync of every mapped calendar (catches pushes Google never
-    sent) and another try for appointments still waiting to reach Google."""
+    """Nightly: a sync round for every mapped calendar (incremental, which catches pushes
+    Google never sent, or a full one that moves the sync window on once it is a day old)
+    and another try for appointments still waiting to reach Google."""
     with transaction(runtime.session_factory) as session:
         resources = list(session.scalars(active_resources(session)))
         for resource in resources:
