@@ -62,14 +62,17 @@ def connected_resource(runtime: Any, google: Any) -> tuple[Any, str]:
         tenant = tenants.create_tenant(session=session, vault=runtime.vault,
                                        tenant_in=TenantCreate(slug="bench", name="Bench"))
         tenant_id = tenant.id
-        url, _ = flows.start_connect(runtime=runtime, session=session, tenant_id=tenant_id)
-    redirect = google.approve(url, account=account)
+        start, _ = flows.start_connect(runtime=runtime, session=session, tenant_id=tenant_id)
     from urllib.parse import parse_qs, urlsplit
 
+    with transaction(runtime.session_factory) as session:  # the browser opens the start link
+        binding = flows.open_connect_flow(runtime=runtime, session=session,
+                                          flow=parse_qs(urlsplit(start).query)["flow"][0])
+    redirect = google.approve(binding.authorization_url, account=account)
     query = {k: v[-1] for k, v in parse_qs(urlsplit(redirect).query).items()}
     with transaction(runtime.session_factory) as session:
         outcome = flows.complete_connect(runtime=runtime, session=session, state=query["state"], code=query["code"],
-                                         error=None)
+                                         error=None, cookies={binding.cookie_name: binding.cookie_value})
         assert outcome.ok, outcome.message
     with transaction(runtime.session_factory) as session:
         resource = service.map_calendar(runtime=runtime, session=session, tenant_id=tenant_id, resource_id="agenda",
@@ -104,6 +107,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from hub.calendar import flows
+    from hub.calendar.flows.sync import BUSY_HORIZON, SYNC_WINDOW
     from hub.calendar.models import BusyBlock, CalendarResource
     from hub.calendar.tokens import calendar_connector, get_connection
     from hub.db import transaction
@@ -133,8 +137,12 @@ def main() -> None:
 
         def connector_only(token: Callable[[], str | None], include_cancelled: bool) -> Callable[[], int]:
             def run() -> int:
-                return sum(1 for _ in connector.iter_changes(calendar_id, token(), include_cancelled=include_cancelled)
-                           ) - 1  # the checkpoint
+                current = token()
+                # the hub's full sync reads its window; read the same events
+                now = datetime.now(UTC)
+                window = {} if current else {"time_min": now - BUSY_HORIZON, "time_max": now + SYNC_WINDOW}
+                return sum(1 for _ in connector.iter_changes(calendar_id, current, include_cancelled=include_cancelled,
+                                                             **window)) - 1  # the checkpoint
             return run
 
         results = []

@@ -78,5 +78,16 @@ def _integration_rows(settings: Settings) -> list[CheckRow]:
     return rows
 
 
+def _push_rows(settings: Settings) -> list[CheckRow]:
+    """Providers that deliver only to HTTPS receivers."""
+    if settings.public_url_is_https:
+        return [CheckRow("google_calendar push", True, "HUB_PUBLIC_URL is https")]
+    if settings.is_production:
+        return [CheckRow("google_calendar push", False,
+                         "HUB_PUBLIC_URL is not https: Google delivers watch-channel notifications only to HTTPS "
+                         "addresses, so the hub starts no watch (calendar changes wait for the nightly sync)")]
+    return [CheckRow("google_calendar push", True, "http allowed outside production (the local sandbox)")]
+
+
 def configuration_report(settings: Settings) -> dict[str, list[CheckRow]]:
-    return {"settings": _settings_rows(settings), "integrations": _integration_rows(settings)}
+    return {"settings": _settings_rows(settings), "integrations": _integration_rows(settings) + _push_rows(settings)}

@@ -171,6 +171,11 @@ class Settings(BaseSettings):
     def effective_public_url(self) -> str:
         return (self.public_url or f"http://127.0.0.1:{self.port}").rstrip("/")
 
+    @property
+    def public_url_is_https(self) -> bool:
+        """Providers that push only to HTTPS receivers (Google watch channels) need this."""
+        return self.effective_public_url.lower().startswith("https://")
+
     @cached_property
     def master_key_ring(self) -> list[MasterKey]:
         """The master keys, generating a development key once if none is set."""

@@ -98,6 +98,11 @@ class TestProcessExitCodes:
         proc = subprocess.run([*HUB, "check"], env=env, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 1 and "MISSING HUB_REDIS_URL" in proc.stdout
         assert "missing HUB_GOOGLE_CLIENT_ID" in proc.stdout
+        # Google pushes to HTTPS receivers only: a plain-http public URL is a problem in production
+        assert "MISSING google_calendar push" in proc.stdout and "not https" in proc.stdout
+        env.update(HUB_PUBLIC_URL="https://hub.example.com")
+        proc = subprocess.run([*HUB, "check"], env=env, capture_output=True, text=True, timeout=60)
+        assert "ok      google_calendar push" in proc.stdout
 
 
 def test_development_master_key_is_generated_once(tmp_path):

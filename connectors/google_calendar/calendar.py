@@ -59,9 +59,10 @@ class CalendarEvent:
     updated: datetime | None
     etag: str | None
     private_properties: Mapping[str, str]
-    recurring_event_id: str | None
+    recurring_event_id: str | None  # an instance of a recurring event: its series
     html_link: str | None
     raw: Mapping[str, Any] = field(repr=False)
+    original_start: datetime | date | None = None  # an instance: where the series put it
 
     @property
     def cancelled(self) -> bool:
@@ -128,9 +129,16 @@ class CalendarConnector(Connector):
         raise NotImplementedError
 
     def iter_changes(
-        self, calendar_id: str, sync_token: str | None = None, *, page_size: int = 250
+        self,
+        calendar_id: str,
+        sync_token: str | None = None,
+        *,
+        page_size: int = 250,
+        time_min: datetime | None = None,
+        time_max: datetime | None = None,
     ) -> Iterator[CalendarEvent | SyncCheckpoint]:
-        """Events changed since ``sync_token`` (all events when None), then one checkpoint."""
+        """Events changed since ``sync_token`` (all events of the window when None, recurring
+        events as their instances), then one checkpoint."""
         raise NotImplementedError
 
     def watch(self, calendar_id: str, *, channel_id: str, address: str, token: str, ttl: timedelta) -> WatchChannel:

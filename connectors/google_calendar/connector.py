@@ -238,15 +238,24 @@ class GoogleCalendarConnector(CalendarConnector):
         *,
         page_size: int = 250,
         include_cancelled: bool = False,
+        time_min: datetime | None = None,
+        time_max: datetime | None = None,
+        single_events: bool = True,
     ) -> Iterator[CalendarEvent | SyncCheckpoint]:
         """Stream events page by page, then one :class:`SyncCheckpoint`.
 
-        Without ``sync_token`` this is a full sync (cancelled events only with
-        ``include_cancelled``: events deleted long ago may be gone, so reconcile by
-        absence); with one, everything changed since, deletions included. Raises
-        ``SyncTokenInvalid`` on 410: discard the token and call again without one.
-        Only the current page is held: the next is fetched when this one is consumed.
+        Without ``sync_token`` this is a full sync of the window ``time_min``–``time_max``
+        (cancelled events only with ``include_cancelled``: events deleted long ago may be
+        gone, so reconcile by absence); with one, everything changed since, deletions
+        included, and no window: Google refuses ``timeMin``/``timeMax`` with a sync token,
+        so a token keeps the window of the full sync that began it. ``single_events``
+        expands recurring events into their instances (Google's ``singleEvents``), keep
+        it the same for a full sync and the incremental ones after it. Raises
+        ``SyncTokenInvalid`` on 410: discard the token and call again without one. Only
+        the current page is held: the next is fetched when this one is consumed.
         """
+        if sync_token is not None and (time_min is not None or time_max is not None):
+            raise ValueError("a sync token cannot be combined with a time window")
         page_token: str | None = None
         while True:
             request = self._service.events().list(
@@ -255,6 +264,9 @@ class GoogleCalendarConnector(CalendarConnector):
                 pageToken=page_token,
                 syncToken=sync_token,
                 showDeleted=include_cancelled if sync_token is None else None,
+                singleEvents=single_events or None,
+                timeMin=_instant(time_min) if time_min is not None else None,
+                timeMax=_instant(time_max) if time_max is not None else None,
             )
             page = self._execute(request)
             items: list[dict[str, Any]] = page.get("items", [])
@@ -425,6 +437,7 @@ def event_from_google(resource: Mapping[str, Any]) -> CalendarEvent:
         etag=resource.get("etag"),
         private_properties=dict((resource.get("extendedProperties") or {}).get("private") or {}),
         recurring_event_id=resource.get("recurringEventId"),
+        original_start=_time_from_google(resource.get("originalStartTime")),
         html_link=resource.get("htmlLink"),
         raw=resource,
     )

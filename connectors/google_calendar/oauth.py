@@ -216,6 +216,34 @@ class GoogleOAuth:
         expiry = credentials.expiry or (datetime.now(UTC) + timedelta(hours=1)).replace(tzinfo=None)
         return AccessToken(credentials.token, expiry.replace(tzinfo=UTC))
 
+    def client_accepted(self) -> bool:
+        """Whether the token endpoint knows this client id and secret.
+
+        Google has no API to read a client; the token endpoint is asked to redeem a code
+        that cannot exist, and it names bad client credentials (401 ``invalid_client``)
+        before a bad code (400 ``invalid_grant``) (RFC 6749 §5.2).
+        """
+        form = {
+            "grant_type": "authorization_code",
+            "code": "hub-client-check",
+            "redirect_uri": self.client.redirect_uri,
+            "client_id": self.client.client_id,
+            "client_secret": self.client.client_secret.get_secret_value(),
+        }
+        try:
+            response = httpx.post(self.client.token_uri, data=form, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            raise TransientProviderError(f"token endpoint unreachable: {exc}", code="network") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientProviderError(f"token endpoint answered {response.status_code}", status=response.status_code)
+        error = _oauth_error(response)
+        if error == "invalid_client":
+            return False
+        if error == "invalid_grant":
+            return True
+        raise PermanentProviderError(f"token endpoint answered {response.status_code} {error or ''}".strip(),
+                                     code=error, status=response.status_code)
+
     def revoke(self, token: str) -> bool:
         """Revoke the grant behind a refresh or access token. False when already revoked."""
         try:

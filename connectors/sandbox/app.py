@@ -23,6 +23,7 @@ def create_sandbox_app(*, hub_url: str | None = None) -> FastAPI:
     app.include_router(meta.router(app.state.meta))
     app.state.twilio = twilio.TwilioSandbox(hub_url=hub_url)
     app.include_router(twilio.router(app.state.twilio))
-    app.state.google = google.GoogleSandbox()
+    # the hub beside the sandbox is local: Google would push to it over HTTPS only
+    app.state.google = google.GoogleSandbox(local_origins=[hub_url] if hub_url else [])
     app.include_router(google.router(app.state.google))
     return app

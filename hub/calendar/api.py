@@ -7,14 +7,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from fastapi import status as http
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from connectors.base import PermanentProviderError, TransientProviderError
 from hub.audit import service as audit
 from hub.auth.deps import PublicRoute, client_ip, request_id, tenant_with
-from hub.calendar import flows, service
+from hub.calendar import clients, flows, service
 from hub.calendar.models import Appointment, CalendarResource, ResourceStatus
 from hub.calendar.schemas import (
     RESOURCE_ID_PATTERN,
@@ -24,19 +24,23 @@ from hub.calendar.schemas import (
     CalendarMappingRead,
     CalendarMappingWrite,
     ChannelRead,
+    ConnectStart,
     ConnectStarted,
     ContactRead,
     GoogleCalendarRead,
     GoogleConnectionRead,
+    GoogleOAuthClientRead,
+    GoogleOAuthClientWrite,
     GoogleSyncRead,
     ReminderRead,
     SyncLogRead,
 )
 from hub.calendar.tokens import GOOGLE_KIND, calendar_connector, get_connection
 from hub.deps import DbSession, HubRuntime
-from hub.errors import AUTHENTICATED_ERRORS, ProviderRejected, Unavailable, error_responses
+from hub.errors import AUTHENTICATED_ERRORS, NotFound, ProviderRejected, Unavailable, error_responses
 from hub.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRead
 from hub.tenant_time import UtcQueryTime
+from tenants.vault import mask_secret
 
 router = APIRouter(prefix="/v1", responses=AUTHENTICATED_ERRORS)
 public_router = APIRouter(tags=["google"])
@@ -63,13 +67,21 @@ def _audit(session, request: Request, principal, action: str, target: str, detai
 @router.post("/integrations/google/connect", response_model=ConnectStarted, tags=["google"],
              responses=error_responses(503))
 def connect_google(request: Request, session: DbSession, runtime: HubRuntime,
-                   principal: tenant_with("integrations:write")) -> ConnectStarted:
-    """Start connecting the tenant's Google Calendar: open ``authorization_url`` in a
-    browser within 10 minutes and approve. Google sends the browser back to
-    ``/oauth/google/callback``, which stores the connection and shows a result page.
-    The link works once. Connecting again (e.g. after ``needs_reauth``) replaces the tokens."""
-    url, expires_at = flows.start_connect(runtime=runtime, session=session, tenant_id=principal.tenant_id)
-    _audit(session, request, principal, "integration.google_connect_started", GOOGLE_KIND, {})
+                   principal: tenant_with("integrations:write"),
+                   connect_in: Annotated[ConnectStart | None, Body()] = None) -> ConnectStarted:
+    """Start connecting the tenant's Google Calendar: open ``authorization_url`` (a link
+    on the hub) within 10 minutes in the browser of the person who will approve. It works
+    once, in the first browser that opens it, which it sends on to Google's consent page;
+    Google sends that browser back to ``/oauth/google/callback``, which stores the
+    connection and shows a result page (a consent given in another browser connects
+    nothing). ``account_email`` names the Google account: Google is asked to sign it in,
+    and another account is refused. One Google account connects one tenant. Connecting
+    again (e.g. after ``needs_reauth``) replaces the tokens."""
+    account = connect_in.account_email if connect_in else None
+    url, expires_at = flows.start_connect(runtime=runtime, session=session, tenant_id=principal.tenant_id,
+                                          account_email=account)
+    _audit(session, request, principal, "integration.google_connect_started", GOOGLE_KIND,
+           {"account_email": account} if account else {})
     return ConnectStarted(authorization_url=url, expires_at=expires_at)
 
 
@@ -83,6 +95,7 @@ def google_connection(session: DbSession, principal: tenant_with("integrations:r
               if r.status == ResourceStatus.ACTIVE]
     return GoogleConnectionRead(
         status=integration.status, account_email=integration.config.get("account_email"),
+        oauth_client_id=integration.config.get("oauth_client_id"),
         scopes=list(integration.config.get("scopes") or []),
         connected_at=datetime.fromisoformat(connected_at) if connected_at else None,
         last_error=integration.last_error, last_error_at=integration.last_error_at, calendars_mapped=len(mapped),
@@ -119,12 +132,83 @@ def google_calendars(session: DbSession, runtime: HubRuntime,
 _HTML = {"text/html": {"schema": {"type": "string"}}}
 
 
+@router.put("/integrations/google/oauth-client", response_model=GoogleOAuthClientRead, tags=["google"],
+            responses=error_responses(409, 503))
+def put_google_oauth_client(client_in: GoogleOAuthClientWrite, request: Request, session: DbSession,
+                            runtime: HubRuntime, principal: tenant_with("integrations:write")) -> GoogleOAuthClientRead:
+    """Use the clinic's own Google OAuth client instead of the platform's: connect,
+    refresh and revoke go through it. Google is asked first whether it knows the client
+    (422 ``google_client_rejected`` otherwise). Register the answer's ``redirect_uri`` on
+    the client. A new client id is refused (409) while Google is connected through
+    another client: disconnect first; the same id with a new secret rotates it."""
+    row = clients.put_tenant_client(runtime=runtime, session=session, tenant_id=principal.tenant_id,
+                                    client_id=client_in.client_id,
+                                    client_secret=client_in.client_secret.get_secret_value())
+    _audit(session, request, principal, "integration.google_client_set", GOOGLE_KIND, {"client_id": row.client_id})
+    return _oauth_client(runtime, row, client_in.client_secret.get_secret_value())
+
+
+@router.get("/integrations/google/oauth-client", response_model=GoogleOAuthClientRead, tags=["google"])
+def get_google_oauth_client(session: DbSession, runtime: HubRuntime,
+                            principal: tenant_with("integrations:read")) -> GoogleOAuthClientRead:
+    """The clinic's own Google OAuth client (404 ``google_client_not_set``: the platform's is used)."""
+    row = clients.tenant_client_row(session=session, tenant_id=principal.tenant_id)
+    if row is None:
+        raise NotFound("no Google OAuth client of your own is set", code="google_client_not_set")
+    return _oauth_client(runtime, row, clients.tenant_client_secret(runtime, session, row))
+
+
+@router.delete("/integrations/google/oauth-client", status_code=http.HTTP_204_NO_CONTENT, tags=["google"],
+               responses=error_responses(409))
+def delete_google_oauth_client(request: Request, session: DbSession,
+                               principal: tenant_with("integrations:write")) -> Response:
+    """Go back to the platform's OAuth client (409 while Google is connected through this one)."""
+    clients.delete_tenant_client(session=session, tenant_id=principal.tenant_id)
+    _audit(session, request, principal, "integration.google_client_removed", GOOGLE_KIND, {})
+    return Response(status_code=http.HTTP_204_NO_CONTENT)
+
+
+def _oauth_client(runtime, row, secret: str) -> GoogleOAuthClientRead:
+    return GoogleOAuthClientRead(client_id=row.client_id, client_secret=mask_secret(secret),
+                                 redirect_uri=clients.redirect_uri(runtime), created_at=row.created_at,
+                                 updated_at=row.updated_at or row.created_at)
+
+
+@public_router.get(
+    flows.START_PATH, response_class=HTMLResponse, dependencies=[PublicRoute],
+    responses={
+        303: {"description": "bound to this browser (a cookie): on to Google's consent page"},
+        400: {"description": "opened already (in this or another browser) or expired: an HTML page",
+              "content": _HTML},
+        **error_responses(422, 429),
+    },
+)
+def google_start(request: Request, session: DbSession, runtime: HubRuntime,
+                 flow: Annotated[str, Query(min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]) -> Response:
+    """The start link of a connect flow: the first browser to open it is bound to the
+    flow and sent to Google; the link works no more."""
+    binding = flows.open_connect_flow(runtime=runtime, session=session, flow=flow, ip=client_ip(request),
+                                      request_id=request_id(request))
+    if binding is None:
+        outcome = flows.ConnectOutcome(False, 400, "This link was already opened (it works once, in the browser "
+                                                   "that opens it first) or has expired. Start again from your "
+                                                   "account.")
+        return HTMLResponse(flows.result_page(outcome), status_code=400, headers=flows.PAGE_HEADERS)
+    response = RedirectResponse(binding.authorization_url, status_code=http.HTTP_303_SEE_OTHER,
+                                headers=flows.PAGE_HEADERS)
+    response.set_cookie(binding.cookie_name, binding.cookie_value, max_age=binding.max_age, path=flows.COOKIE_PATH,
+                        secure=binding.secure, httponly=True, samesite="lax")
+    return response
+
+
 @public_router.get(
     "/oauth/google/callback", response_class=HTMLResponse, dependencies=[PublicRoute],
     responses={
         200: {"description": "connected: a plain HTML page", "content": _HTML},
-        400: {"description": "refused (an HTML page): a replayed, expired, tampered or foreign state, or "
-                             "Google refused the code", "content": _HTML},
+        400: {"description": "refused (an HTML page): a replayed, expired, tampered or foreign state, a browser "
+                             "that did not open the flow, another account than the one named, or Google refused "
+                             "the code", "content": _HTML},
+        409: {"description": "the Google account is connected to another tenant (an HTML page)", "content": _HTML},
         502: {"description": "Google did not answer (an HTML page); start again", "content": _HTML},
         **error_responses(422, 429),
     },
@@ -133,12 +217,16 @@ def google_callback(request: Request, session: DbSession, runtime: HubRuntime,
                     state: Annotated[str | None, Query(max_length=4096)] = None,
                     code: Annotated[str | None, Query(max_length=2048)] = None,
                     error: Annotated[str | None, Query(max_length=256)] = None) -> HTMLResponse:
-    """Where Google sends the browser after consent: checks the single-use ``state``,
-    exchanges ``code`` (PKCE), stores the tokens sealed, and shows a plain result page."""
+    """Where Google sends the browser after consent: checks the single-use ``state`` and
+    that this browser opened the flow, exchanges ``code`` (PKCE), checks the account,
+    stores the tokens sealed, and shows a plain result page."""
     outcome = flows.complete_connect(runtime=runtime, session=session, state=state, code=code, error=error,
-                                     ip=client_ip(request), request_id=request_id(request))
-    return HTMLResponse(flows.result_page(outcome), status_code=outcome.status_code,
-                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+                                     cookies=request.cookies, ip=client_ip(request), request_id=request_id(request))
+    response = HTMLResponse(flows.result_page(outcome), status_code=outcome.status_code, headers=flows.PAGE_HEADERS)
+    if outcome.cookie_name:
+        response.delete_cookie(outcome.cookie_name, path=flows.COOKIE_PATH, secure=runtime.settings.public_url_is_https,
+                               httponly=True, samesite="lax")
+    return response
 
 
 # --- calendar mappings ------------------------------------------------------------------------

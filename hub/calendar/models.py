@@ -56,8 +56,10 @@ class SyncState(StrEnum):
 
 
 class GoogleConnectState(Base):
-    """One started connect flow: the nonce of its signed ``state`` and its PKCE
-    verifier (sealed). Consumed once, atomically, by the callback."""
+    """One started connect flow: the nonce of its signed ``state``, its PKCE verifier
+    (sealed), and the browser it is bound to. Opened once (the browser that opens the
+    hub's start link gets a cookie whose digest is kept here) and consumed once, both
+    atomically; the callback needs the state, the code and that cookie."""
 
     __tablename__ = "google_connect_states"
 
@@ -67,6 +69,25 @@ class GoogleConnectState(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     consumed_at: Mapped[datetime | None]
+    # Google's consent URL, handed to the browser that opens the start link
+    authorization_url: Mapped[str | None] = mapped_column(Text)
+    # the account the tenant named (sent as login_hint; another account is refused)
+    account_hint: Mapped[str | None] = mapped_column(String(320))
+    # the tenant's own OAuth client the flow started with (None: the platform's)
+    oauth_client_id: Mapped[str | None] = mapped_column(String(255))
+    opened_at: Mapped[datetime | None]
+    # SHA-256 of the secret in the cookie of the browser that opened the start link
+    browser_digest: Mapped[str | None] = mapped_column(String(64))
+
+
+class TenantGoogleClient(TimestampMixin, Base):
+    """A clinic's own Google OAuth client, used instead of the platform's (secret sealed)."""
+
+    __tablename__ = "google_oauth_clients"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(255))
+    client_secret_sealed: Mapped[str] = mapped_column(Text)
 
 
 class CalendarResource(TimestampMixin, Base):
@@ -102,6 +123,8 @@ class CalendarResource(TimestampMixin, Base):
     sync_lease_until: Mapped[datetime | None]
     # bumped by every full sync; busy blocks not seen by the latest one are gone in Google
     sync_generation: Mapped[int] = mapped_column(default=0)
+    # the end of the window the latest full sync read (its sync token keeps that window)
+    sync_window_end: Mapped[datetime | None]
     last_synced_at: Mapped[datetime | None]
     last_sync_error: Mapped[str | None] = mapped_column(Text)
     # serializes bookings of this resource (an UPDATE of this row takes its lock)

@@ -18,6 +18,7 @@ from hub.calendar.models import (
     ResourceStatus,
     SyncLogEntry,
 )
+from hub.db import utcnow
 from hub.pagination import Page, decode_cursor, encode_cursor, paginate
 
 
@@ -181,6 +182,15 @@ class CalendarRepository:
                              appointment_id=appointment_id, google_event_id=google_event_id, details=details or {})
         self.session.add(entry)
         return entry
+
+    def log_many(self, entries: list[dict[str, Any]]) -> None:
+        """Several log lines in one statement (``resource_pk``, ``action``, and optionally
+        ``appointment_id``, ``google_event_id``, ``details``)."""
+        if entries:
+            now = utcnow()
+            self.session.execute(insert(SyncLogEntry), [
+                {"id": uuid.uuid4(), "tenant_id": self.tenant_id, "created_at": now, "details": {}} | entry
+                for entry in entries])
 
     def sync_log(self, resource_pk: uuid.UUID, *, action: str | None, limit: int,
                  cursor: str | None) -> Page[SyncLogEntry]:

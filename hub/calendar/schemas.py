@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from hub.calendar.models import ResourceKind
+from hub.messaging.addresses import InvalidAddress, normalize_email
 
 
 def _known_zone(value: str) -> str:
@@ -35,14 +36,53 @@ WHEN = "ISO 8601; without an offset it is read in `time_zone` (default: the tena
 # --- the Google connection -----------------------------------------------------------------
 
 
+def _google_account(value: str) -> str:
+    try:
+        return normalize_email(value).lower()
+    except InvalidAddress as exc:
+        raise ValueError(str(exc)) from None
+
+
+class ConnectStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_email: Annotated[str, StringConstraints(max_length=320), AfterValidator(_google_account)] | None = Field(
+        None, description="the Google account to connect: Google is asked to sign it in (login_hint), and "
+                          "another account approved instead is refused", examples=["agenda@clinica.example"])
+
+
 class ConnectStarted(BaseModel):
-    authorization_url: str = Field(description="open it in a browser: Google's consent page")
+    authorization_url: str = Field(description="the hub's start link: open it in the browser that will approve, "
+                                               "within expires_at; it works once, in the first browser that opens "
+                                               "it, which it sends on to Google's consent page")
     expires_at: datetime = Field(description="the consent must be completed before this time")
+
+
+class GoogleOAuthClientWrite(BaseModel):
+    """A Google OAuth client of the tenant's own (Google Cloud console → Credentials →
+    OAuth client ID, type "Web application"), with the hub's callback as its redirect URI."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255,
+                                                pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*\.apps\.googleusercontent\.com$")
+                         ] = Field(examples=["1234567890-abc123.apps.googleusercontent.com"])
+    client_secret: SecretStr = Field(min_length=8, max_length=256, description="sealed; never shown again")
+
+
+class GoogleOAuthClientRead(BaseModel):
+    client_id: str
+    client_secret: str = Field(description="masked")
+    redirect_uri: str = Field(description="register exactly this redirect URI on the client")
+    created_at: datetime
+    updated_at: datetime
 
 
 class GoogleConnectionRead(BaseModel):
     status: str = Field(description="active, or needs_reauth when Google refused the grant: connect again")
     account_email: str | None
+    oauth_client_id: str | None = Field(description="the tenant's own OAuth client the connection was made "
+                                                    "with; null for the platform's")
     scopes: list[str]
     connected_at: datetime | None
     last_error: str | None

@@ -246,15 +246,21 @@ def local_busy(*, repo: CalendarRepository, resource: CalendarResource, start: d
     return found
 
 
-def _refuse_conflicts(busy: list[Busy], start: datetime, end: datetime, resource: CalendarResource) -> None:
+def _refuse_conflicts(busy: list[Busy], start: datetime, end: datetime, resource: CalendarResource,
+                      zone: str) -> None:
     overlapping = [b for b in busy if b.start < end and b.end > start]
     if not overlapping:
         return
     unique: dict[tuple[datetime, datetime], Busy] = {}
     for item in sorted(overlapping, key=lambda b: (b.start, b.end, b.source != "appointment")):
         unique.setdefault((item.start, item.end), item)
+    first, *others = unique.values()
+    # the busy time, in the zone the booking was made in: what the caller must avoid
+    local = ZoneInfo(zone)
+    more = f" (and {len(others)} more busy interval{'s' if len(others) > 1 else ''})" if others else ""
     raise SlotUnavailable(
-        f"{resource.resource_id!r} is busy between {start.isoformat()} and {end.isoformat()}",
+        f"{resource.resource_id!r} is busy from {first.start.astimezone(local).isoformat()} to "
+        f"{first.end.astimezone(local).isoformat()}{more}; details.busy lists every busy interval",
         details={"busy": [b.as_json() for b in unique.values()]},
     )
 
@@ -322,7 +328,8 @@ def create_appointment(*, runtime: Runtime, session: Session, tenant_id: uuid.UU
                 raise NotFound("the appointment created with this Idempotency-Key no longer exists")
             return replayed, True
     repo.lock_for_booking(resource.id)
-    _refuse_conflicts(remote + local_busy(repo=repo, resource=resource, start=start, end=end), start, end, resource)
+    _refuse_conflicts(remote + local_busy(repo=repo, resource=resource, start=start, end=end), start, end, resource,
+                      zone)
     appointment_id = uuid.uuid4()
     appointment = Appointment(
         id=appointment_id, tenant_id=tenant_id, resource_pk=resource.id, status=AppointmentStatus.CONFIRMED,
@@ -406,7 +413,7 @@ def update_appointment(*, runtime: Runtime, session: Session, tenant_id: uuid.UU
     repo.lock_for_booking(resource.id)
     if moved:
         _refuse_conflicts(remote + local_busy(repo=repo, resource=resource, start=start, end=end,
-                                              exclude=appointment.id), start, end, resource)
+                                              exclude=appointment.id), start, end, resource, zone)
     if moved or "remind_at" in changes or "remind_before_minutes" in changes:
         explicit: datetime | None
         before: int | None

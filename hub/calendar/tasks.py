@@ -1,4 +1,4 @@
-"""Celery tasks of the calendar feature (thin: the logic is in flows.py).
+"""Celery tasks of the calendar feature (thin: the logic is in flows/ and reminders.py).
 
 Provider calls that fail transiently (Google 5xx/429, network, a token refresh that
 timed out on its lock) are retried with exponential backoff; permanent failures are
@@ -84,7 +84,7 @@ def reconcile_task(self) -> int:
 
 @shared_task(name=CALENDAR_REMINDERS, bind=True, ignore_result=True)
 def send_due_reminders_task(self) -> int:
-    from hub.calendar.flows import send_due_reminders
+    from hub.calendar.reminders import send_due_reminders
 
     return send_due_reminders(runtime=self.app.hub_runtime)
 

@@ -1,5 +1,6 @@
-"""A tenant's Google connection: the platform OAuth client, the sealed tokens, and
-access tokens refreshed by one worker or request at a time per connection.
+"""A tenant's Google connection: the sealed tokens, and access tokens refreshed by one
+worker or request at a time per connection, through the OAuth client the connection
+was made with (``hub.calendar.clients``).
 
 Refreshing takes a lock on the connection: on PostgreSQL ``SELECT … FOR UPDATE`` of
 the integration row (with ``lock_timeout``, so a stuck holder fails the waiters
@@ -41,13 +42,12 @@ from connectors.google_calendar import (
     GoogleCalendarConnector,
     GoogleCalendarCredentials,
     GoogleOAuth,
-    GoogleOAuthClient,
     GrantRevoked,
 )
 from hub.audit import service as audit
+from hub.calendar.clients import GOOGLE_KIND, connection_client
 from hub.db import is_postgres, make_engine, make_session_factory, utcnow
 from hub.errors import Conflict, NotFound, Unavailable
-from hub.providers import provider_base_url
 from tenants import service as tenants
 from tenants.models import Integration, IntegrationStatus
 from tenants.repository import IntegrationRepository
@@ -58,8 +58,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("hub.calendar.tokens")
 
-GOOGLE_KIND = "google_calendar"
-CALLBACK_PATH = "/oauth/google/callback"
+ACCOUNT_ROUTE_KIND = "google_account"  # route key: the account e-mail; one tenant per Google account
 REFRESH_MARGIN = timedelta(seconds=60)
 # google-auth refuses a token handed back by a refresh handler with less than 3 min 45 s left
 GOOGLE_AUTH_MARGIN = timedelta(minutes=4)
@@ -84,21 +83,6 @@ class NotConnected(NotFound):
 
     def __init__(self) -> None:
         super().__init__("Google Calendar is not connected; start with POST /v1/integrations/google/connect")
-
-
-def oauth_client(runtime: Runtime) -> GoogleOAuthClient:
-    """The platform's OAuth client: the sandbox's in sandbox mode, else HUB_GOOGLE_CLIENT_ID/SECRET."""
-    settings = runtime.settings
-    redirect_uri = settings.effective_public_url + CALLBACK_PATH
-    base_url = provider_base_url(runtime)
-    if base_url is not None:
-        return GoogleOAuthClient.for_sandbox(base_url, redirect_uri=redirect_uri)
-    secret = settings.google_client_secret.get_secret_value()
-    if not settings.google_client_id or not secret:
-        raise Unavailable("HUB_GOOGLE_CLIENT_ID and HUB_GOOGLE_CLIENT_SECRET are not configured",
-                          code="google_not_configured")
-    return GoogleOAuthClient(client_id=settings.google_client_id, client_secret=SecretStr(secret),
-                             redirect_uri=redirect_uri)
 
 
 # --- what the vault keeps -----------------------------------------------------------------
@@ -239,7 +223,8 @@ def _fresh_token(runtime: Runtime, session: Session, integration_id: uuid.UUID, 
         assert credentials.expiry is not None
         return AccessToken(current, credentials.expiry)  # someone refreshed while we waited
     try:
-        fresh = GoogleOAuth(oauth_client(runtime), timeout=PROVIDER_TIMEOUT_SECONDS).refresh(
+        client = connection_client(runtime, session=session, integration=integration)
+        fresh = GoogleOAuth(client, timeout=PROVIDER_TIMEOUT_SECONDS).refresh(
             credentials.refresh_token.get_secret_value())
     except GrantRevoked as exc:
         mark_needs_reauth(session=session, integration=integration, reason=exc.code or "invalid_grant")
@@ -270,7 +255,7 @@ def calendar_connector(runtime: Runtime, *, session: Session, integration: Integ
 
     return GoogleCalendarConnector(
         credentials=credentials.model_copy(update={"expiry": None}),
-        oauth_client=oauth_client(runtime),
+        oauth_client=connection_client(runtime, session=session, integration=integration),
         token_refresher=refresher,
         timeout=PROVIDER_TIMEOUT_SECONDS,
     )

@@ -188,11 +188,11 @@ def case_update_conversation(client, t):
 def a_calendar(client, t) -> Iterator[dict]:
     """Tenant A connected to Google (the sandbox's), "dr-ana" mapped to its primary
     calendar and one appointment booked, all through the API; B has no Google."""
-    from tests.calendar.calendar_support import consent
+    from tests.calendar.calendar_support import Browser
 
     with sandbox_providers(client):
         url = client.post("/v1/integrations/google/connect", headers=t["a"]).json()["authorization_url"]
-        assert client.get(consent(url)).status_code == 200
+        assert Browser(client).connect(url).status_code == 200
         calendar_id = client.get("/v1/google/calendars", headers=t["a"]).json()[0]["id"]
         mapped = client.put("/v1/calendars/dr-ana", headers=t["a"], json={"name": "Dra. A", "calendar_id": calendar_id})
         assert mapped.status_code == 200, mapped.text
@@ -214,12 +214,13 @@ def same_as_missing_resource(client, method, path, b, **kw):
 def case_google_connect(client, t):
     from jose import jwt
 
-    from tests.calendar.calendar_support import query_of
+    from tests.calendar.calendar_support import Browser, query_of
 
     with a_calendar(client, t):
         r = client.post("/v1/integrations/google/connect", headers=t["b"])
         assert r.status_code == 200
-        assert jwt.get_unverified_claims(query_of(r.json()["authorization_url"])["state"])["tid"] == str(t["b_id"])
+        google_url = Browser(client).open(r.json()["authorization_url"])
+        assert jwt.get_unverified_claims(query_of(google_url)["state"])["tid"] == str(t["b_id"])
         assert client.get("/v1/integrations/google", headers=t["b"]).status_code == 404
         assert client.get("/v1/integrations/google", headers=t["a"]).json()["status"] == "active"
 
@@ -235,6 +236,46 @@ def case_google_disconnect(client, t):
     with a_calendar(client, t):
         assert client.delete("/v1/integrations/google", headers=t["b"]).status_code == 404
         assert client.get("/v1/integrations/google", headers=t["a"]).json()["status"] == "active"
+
+
+@contextmanager
+def a_google_client(client, t) -> Iterator[str]:
+    """Tenant A with a Google OAuth client of its own (known to the sandbox Google)."""
+    with sandbox_providers(client):
+        client_id = "1111-tenant-a.apps.googleusercontent.com"
+        import httpx
+
+        google = httpx.post(f"{client.app.state.runtime.sandbox_url}/_sandbox/google/clients", json={
+            "client_id": client_id, "client_secret": "tenant-a-client-secret", "redirect_uris": []}, trust_env=False)
+        assert google.status_code == 204, google.text
+        r = client.put("/v1/integrations/google/oauth-client", headers=t["a"],
+                       json={"client_id": client_id, "client_secret": "tenant-a-client-secret"})
+        assert r.status_code == 200, r.text
+        yield client_id
+
+
+def case_google_oauth_client_get(client, t):
+    with a_google_client(client, t) as client_id:
+        r = client.get("/v1/integrations/google/oauth-client", headers=t["b"])
+        assert r.status_code == 404 and r.json()["error"]["code"] == "google_client_not_set"
+        assert client_id not in r.text
+        assert client.get("/v1/integrations/google/oauth-client", headers=t["a"]).json()["client_id"] == client_id
+
+
+def case_google_oauth_client_put(client, t):
+    with a_google_client(client, t) as client_id:
+        # B cannot take A's client without its secret, and A keeps it
+        r = client.put("/v1/integrations/google/oauth-client", headers=t["b"],
+                       json={"client_id": client_id, "client_secret": "a-guessed-secret"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "google_client_rejected"
+        assert client.get("/v1/integrations/google/oauth-client", headers=t["a"]).json()["client_id"] == client_id
+
+
+def case_google_oauth_client_delete(client, t):
+    with a_google_client(client, t) as client_id:
+        r = client.delete("/v1/integrations/google/oauth-client", headers=t["b"])
+        assert r.status_code == 404 and r.json()["error"]["code"] == "google_client_not_set"
+        assert client.get("/v1/integrations/google/oauth-client", headers=t["a"]).json()["client_id"] == client_id
 
 
 def case_google_calendars(client, t):
@@ -637,6 +678,9 @@ CASES: dict[tuple[str, str], Callable] = {
     ("POST", "/v1/integrations/google/connect"): case_google_connect,
     ("GET", "/v1/integrations/google"): case_google_connection,
     ("DELETE", "/v1/integrations/google"): case_google_disconnect,
+    ("GET", "/v1/integrations/google/oauth-client"): case_google_oauth_client_get,
+    ("PUT", "/v1/integrations/google/oauth-client"): case_google_oauth_client_put,
+    ("DELETE", "/v1/integrations/google/oauth-client"): case_google_oauth_client_delete,
     ("GET", "/v1/google/calendars"): case_google_calendars,
     ("GET", "/v1/calendars"): case_list_calendars,
     ("PUT", "/v1/calendars/{resource_id}"): case_map_calendar,

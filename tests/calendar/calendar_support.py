@@ -44,33 +44,56 @@ def query_of(url: str) -> dict[str, str]:
     return {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
 
 
-def consent(url: str, *, account: str | None = None, decision: str = "approve") -> str:
-    """Open Google's (sandbox) consent page as a browser and press a button; returns where
-    the browser is sent next."""
-    with httpx.Client(timeout=5.0, trust_env=False) as browser:
-        page = browser.get(url)
+class Browser:
+    """One person's browser: it keeps the cookies the hub sets, opens the hub's start
+    link, gives (or refuses) consent on Google's (sandbox) page, and comes back."""
+
+    def __init__(self, hub_client: httpx.Client | None = None) -> None:
+        # the live hub's client has no state worth sharing: a browser gets a cookie jar of its own
+        # the callback makes two calls to Google and several writes: a loaded CI machine needs room
+        self.hub = hub_client if hub_client is not None else httpx.Client(timeout=30.0, trust_env=False)
+        self.google = httpx.Client(timeout=5.0, trust_env=False)
+
+    def open(self, start_url: str) -> str:
+        """Open the hub's start link; returns Google's consent URL it sends the browser to."""
+        r = self.hub.get(start_url, follow_redirects=False)
+        assert r.status_code == 303, r.text
+        return r.headers["location"]
+
+    def consent(self, google_url: str, *, account: str | None = None, decision: str = "approve") -> str:
+        """Press a button on Google's consent page; returns where the browser is sent next."""
+        page = self.google.get(google_url)
         assert page.status_code == 200, page.text
         form = re.search(rf'<form[^>]*action="([^"]+)"[^>]*id="{decision}">(.*?)</form>', page.text, re.S)
         assert form, page.text
         fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', form.group(2)))
         if account is not None:
             fields["account"] = account
-        answer = browser.post(httpx.URL(url).join(form.group(1)), data=fields | {"decision": decision})
-    assert answer.status_code == 303, answer.text
-    return answer.headers["location"]
+        answer = self.google.post(httpx.URL(google_url).join(form.group(1)), data=fields | {"decision": decision})
+        assert answer.status_code == 303, answer.text
+        return answer.headers["location"]
+
+    def back(self, callback_url: str) -> httpx.Response:
+        """Follow Google's redirect back to the hub, with this browser's cookies."""
+        return self.hub.get(callback_url)
+
+    def connect(self, start_url: str, *, account: str | None = None) -> httpx.Response:
+        """The whole flow in this browser; returns the hub's result page."""
+        return self.back(self.consent(self.open(start_url), account=account))
 
 
-def start_connect(hub, tenant: GoogleTenant) -> str:
-    r = hub.http.post("/v1/integrations/google/connect", headers=tenant.headers)
+def start_connect(hub, tenant: GoogleTenant, **body: Any) -> str:
+    r = hub.http.post("/v1/integrations/google/connect", headers=tenant.headers, json=body or None)
     assert r.status_code == 200, r.text
     return r.json()["authorization_url"]
 
 
 def connect(hub, tenant: GoogleTenant) -> httpx.Response:
     """The whole connect flow as a person does it; returns the hub's result page."""
-    location = consent(start_connect(hub, tenant), account=tenant.account)
+    browser = Browser()
+    location = browser.consent(browser.open(start_connect(hub, tenant)), account=tenant.account)
     assert location.startswith(hub.url + "/oauth/google/callback?"), location
-    page = hub.http.get(location)
+    page = browser.back(location)
     assert page.status_code == 200, page.text
     return page
 

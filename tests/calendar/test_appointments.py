@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from calendar_support import (
     appointment,
@@ -27,6 +28,8 @@ from hub.calendar.models import Appointment
 
 INSERT = "POST /calendar/v3/calendars/{calendarId}/events"
 
+
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")  # the default tenant zone
 
 def ready_tenant(hub, slug: str = "clinica"):
     tenant = connected_tenant(hub, slug)
@@ -115,6 +118,10 @@ class TestConflicts:
         assert error["code"] == "slot_unavailable"
         assert {"start": start.isoformat(), "end": (start + timedelta(hours=1)).isoformat(),
                 "source": "appointment", "appointment_id": first["id"]} in error["details"]["busy"]
+        # the message names the busy interval (the tenant's zone, São Paulo), not the requested one
+        busy_from, busy_to = (start.astimezone(SAO_PAULO), (start + timedelta(hours=1)).astimezone(SAO_PAULO))
+        assert f"busy from {busy_from.isoformat()} to {busy_to.isoformat()}" in error["message"]
+        assert (start + timedelta(minutes=30)).astimezone(SAO_PAULO).isoformat() not in error["message"]
         # back to back is fine; another resource at the same time is fine
         assert book(live_hub, tenant, "dr-ana", start + timedelta(hours=1)).status_code == 201
         map_resource(live_hub, tenant, "sala-2", tenant.calendars[2], name="Sala 2", kind="room")

@@ -8,11 +8,12 @@ import base64
 import json
 from datetime import timedelta
 
+import httpx
 import pytest
 from calendar_support import (
+    Browser,
     connect,
     connected_tenant,
-    consent,
     eventually,
     google_tenant,
     map_resource,
@@ -47,7 +48,10 @@ def refused(page) -> None:
 class TestConnect:
     def test_consent_page_to_callback_stores_a_sealed_active_connection(self, live_hub):
         tenant = google_tenant(live_hub, "sorriso")
-        url = start_connect(live_hub, tenant)
+        start = start_connect(live_hub, tenant)
+        assert start.startswith(live_hub.url + "/oauth/google/start?flow=")
+        browser = Browser()
+        url = browser.open(start)
         query = query_of(url)
         assert url.startswith(live_hub.sandbox_url + "/o/oauth2/v2/auth?")
         assert query["code_challenge_method"] == "S256" and len(query["code_challenge"]) == 43
@@ -56,10 +60,13 @@ class TestConnect:
         assert claims["tid"] == str(tenant.tenant_id) and claims["aud"] == STATE_AUDIENCE
         assert 0 < claims["exp"] - claims["iat"] <= 600
 
-        page = live_hub.http.get(consent(url, account=tenant.account))
+        page = browser.back(browser.consent(url, account=tenant.account))
 
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "Google Calendar connected" in page.text and tenant.account in page.text
+        assert "Sorriso" in page.text  # which tenant it was connected to
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert "default-src 'none'" in page.headers["content-security-policy"]
         view = live_hub.http.get("/v1/integrations/google", headers=tenant.headers).json()
         assert view["status"] == "active" and view["account_email"] == tenant.account
         assert "https://www.googleapis.com/auth/calendar.events" in view["scopes"]
@@ -88,107 +95,115 @@ class TestConnect:
         assert r.status_code == 404 and r.json()["error"]["code"] == "google_not_connected"
 
 
+def approved(hub, tenant, **consent) -> tuple[Browser, str]:
+    """A browser that opened the tenant's start link and approved; and the callback URL."""
+    browser = Browser()
+    return browser, browser.consent(browser.open(start_connect(hub, tenant)), **consent)
+
+
+def callback(hub, browser: Browser, **params) -> object:
+    return browser.back(str(httpx.URL(hub.url + "/oauth/google/callback", params=params)))
+
+
 class TestBadState:
     def test_replayed_state_is_refused(self, live_hub):
         tenant = google_tenant(live_hub, "replay")
-        url = start_connect(live_hub, tenant)
-        callback = consent(url, account=tenant.account)
+        browser = Browser()
+        url = browser.open(start_connect(live_hub, tenant))
+        first = browser.consent(url, account=tenant.account)
         # the consent page approved twice: a second, valid code with the same state
-        second = consent(url, account=tenant.account)
-        assert query_of(second)["code"] != query_of(callback)["code"]
-        assert live_hub.http.get(callback).status_code == 200
+        second = browser.consent(url, account=tenant.account)
+        assert query_of(second)["code"] != query_of(first)["code"]
+        assert browser.back(first).status_code == 200
 
-        refused(live_hub.http.get(second))
-        refused(live_hub.http.get(callback))
+        refused(browser.back(second))
+        refused(browser.back(first))
 
     def test_a_state_is_burnt_even_when_the_code_exchange_fails(self, live_hub):
         tenant = google_tenant(live_hub, "burnt")
-        callback = consent(start_connect(live_hub, tenant), account=tenant.account)
-        query = query_of(callback)
-        refused(live_hub.http.get("/oauth/google/callback", params={"state": query["state"], "code": "4/forged"}))
+        browser, back = approved(live_hub, tenant, account=tenant.account)
+        query = query_of(back)
+        refused(callback(live_hub, browser, state=query["state"], code="4/forged"))
         # the right code with the burnt state is refused too
-        refused(live_hub.http.get(callback))
+        refused(browser.back(back))
         assert integration_row(live_hub, tenant.tenant_id) is None
 
     def test_expired_state_is_refused(self, live_hub):
         tenant = google_tenant(live_hub, "expired")
-        callback = consent(start_connect(live_hub, tenant), account=tenant.account)
+        browser, back = approved(live_hub, tenant, account=tenant.account)
         with live_hub.runtime.session_factory() as session, session.begin():
             for row in session.scalars(select(GoogleConnectState).where(
                     GoogleConnectState.tenant_id == tenant.tenant_id)):
                 row.expires_at = utcnow() - timedelta(seconds=1)
-        refused(live_hub.http.get(callback))
+        refused(browser.back(back))
 
     def test_state_whose_signature_expired_is_refused(self, live_hub):
         tenant = google_tenant(live_hub, "oldsig")
-        callback = consent(start_connect(live_hub, tenant), account=tenant.account)
-        nonce = jwt.get_unverified_claims(query_of(callback)["state"])["nonce"]
+        browser, back = approved(live_hub, tenant, account=tenant.account)
+        nonce = jwt.get_unverified_claims(query_of(back)["state"])["nonce"]
         runtime = live_hub.runtime
         with runtime.session_factory() as session:
             stale = sign_state(session=session, keyring=runtime.keyring, issuer=runtime.settings.effective_public_url,
                                tenant_id=tenant.tenant_id, nonce=nonce, expires_at=utcnow() - timedelta(seconds=5))
-        refused(live_hub.http.get("/oauth/google/callback",
-                                  params={"state": stale, "code": query_of(callback)["code"]}))
+        refused(callback(live_hub, browser, state=stale, code=query_of(back)["code"]))
         assert integration_row(live_hub, tenant.tenant_id) is None
 
     def test_tampered_state_is_refused(self, live_hub):
         tenant = google_tenant(live_hub, "tamper")
         other = google_tenant(live_hub, "victim")
-        callback = consent(start_connect(live_hub, tenant), account=tenant.account)
-        query = query_of(callback)
+        browser, back = approved(live_hub, tenant, account=tenant.account)
+        query = query_of(back)
         header, payload, signature = query["state"].split(".")
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         claims["tid"] = str(other.tenant_id)  # try to attach the account to another tenant
         forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
-        refused(live_hub.http.get("/oauth/google/callback",
-                                  params={"state": f"{header}.{forged}.{signature}", "code": query["code"]}))
-        refused(live_hub.http.get("/oauth/google/callback",
-                                  params={"state": query["state"][:-3] + "AAA", "code": query["code"]}))
+        refused(callback(live_hub, browser, state=f"{header}.{forged}.{signature}", code=query["code"]))
+        refused(callback(live_hub, browser, state=query["state"][:-3] + "AAA", code=query["code"]))
         assert integration_row(live_hub, other.tenant_id) is None
         # the untouched state still works: refusals above did not burn it
-        assert live_hub.http.get(callback).status_code == 200
+        assert browser.back(back).status_code == 200
 
     def test_foreign_state_is_refused(self, live_hub):
         """Signed by a key that is not the hub's, or by the hub for another purpose."""
         tenant = google_tenant(live_hub, "foreign")
-        callback = consent(start_connect(live_hub, tenant), account=tenant.account)
-        query = query_of(callback)
+        browser, back = approved(live_hub, tenant, account=tenant.account)
+        query = query_of(back)
         claims = jwt.get_unverified_claims(query["state"])
         kid = jwt.get_unverified_header(query["state"])["kid"]
         stranger = ec.generate_private_key(ec.SECP256R1()).private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
         for key_id in (kid, "someone-else"):
             foreign = jwt.encode(claims, stranger, algorithm="ES256", headers={"kid": key_id})
-            refused(live_hub.http.get("/oauth/google/callback", params={"state": foreign, "code": query["code"]}))
+            refused(callback(live_hub, browser, state=foreign, code=query["code"]))
         # an API access token of the tenant is signed by the hub, but is no state
         api_token = tenant.headers["Authorization"].split()[1]
-        refused(live_hub.http.get("/oauth/google/callback", params={"state": api_token, "code": query["code"]}))
+        refused(callback(live_hub, browser, state=api_token, code=query["code"]))
         # a state another hub run issued (same claims, our nonce unknown there) fails too: nonce is ours only
         assert integration_row(live_hub, tenant.tenant_id) is None
 
     def test_state_of_another_tenants_flow_with_my_code_is_refused_by_pkce(self, live_hub):
         mine, theirs = google_tenant(live_hub, "mine"), google_tenant(live_hub, "theirs")
-        my_callback = query_of(consent(start_connect(live_hub, mine), account=mine.account))
-        their_url = start_connect(live_hub, theirs)
-        # an attacker sends the victim their own code with the victim's state
-        page = live_hub.http.get("/oauth/google/callback",
-                                 params={"state": query_of(their_url)["state"], "code": my_callback["code"]})
+        _, my_back = approved(live_hub, mine, account=mine.account)
+        victim = Browser()
+        their_url = victim.open(start_connect(live_hub, theirs))
+        # an attacker gets the victim's browser to the callback with the attacker's own code
+        page = callback(live_hub, victim, state=query_of(their_url)["state"], code=query_of(my_back)["code"])
         refused(page)
         assert integration_row(live_hub, theirs.tenant_id) is None
 
     @pytest.mark.parametrize("params", [{}, {"code": "4/x"}, {"state": "not-a-jwt", "code": "4/x"},
                                         {"state": "a.b.c", "code": "4/x"}])
     def test_missing_or_garbage_state_is_refused(self, live_hub, params):
-        refused(live_hub.http.get("/oauth/google/callback", params=params))
+        refused(callback(live_hub, Browser(), **params))
 
     def test_denied_consent_shows_a_failure_page_and_burns_the_state(self, live_hub):
         tenant = google_tenant(live_hub, "denied")
-        callback = consent(start_connect(live_hub, tenant), decision="deny")
-        assert query_of(callback)["error"] == "access_denied"
-        page = live_hub.http.get(callback)
+        browser, back = approved(live_hub, tenant, decision="deny")
+        assert query_of(back)["error"] == "access_denied"
+        page = browser.back(back)
         refused(page)
         assert "access_denied" in page.text
-        refused(live_hub.http.get(callback))
+        refused(browser.back(back))
         assert integration_row(live_hub, tenant.tenant_id) is None
 
 

@@ -23,7 +23,8 @@ from calendar_support import (
 )
 from sqlalchemy import func, select, update
 
-from hub.calendar.flows import _claim_resource, _release_resource, push_appointment, renew_channels, sync_resource
+from hub.calendar.flows import push_appointment, renew_channels, sync_resource
+from hub.calendar.flows.resources import claim_resource, release_resource
 from hub.calendar.models import Appointment, BusyBlock, CalendarResource
 from hub.db import utcnow
 from hub.webhooks.models import Route
@@ -143,13 +144,13 @@ class TestChangesMadeInGoogle:
         # the sync may read our write before the push recorded Google's answer: the same
         # content is recognised as ours (here a full resync, with nothing recorded)
         # (taking the resource's lease as a worker would, so no sync in flight keeps the old state)
-        eventually(lambda: _claim_resource(live_hub.runtime, resource.id), what="the resource's lease")
+        eventually(lambda: claim_resource(live_hub.runtime, resource.id), what="the resource's lease")
         with live_hub.runtime.session_factory() as session, session.begin():
             session.execute(update(Appointment).where(Appointment.id == uuid.UUID(booked["id"]))
                             .values(google_etag=None, google_content_hash=None))
             session.execute(update(CalendarResource).where(CalendarResource.id == resource.id)
                             .values(sync_token=None))
-        _release_resource(live_hub.runtime, resource.id)
+        release_resource(live_hub.runtime, resource.id)
         sync_now(live_hub, resource)
         actions = {e["action"] for e in sync_log(live_hub, tenant, "dr-ana")}
         assert not {a for a in actions if a.startswith(("appointment.", "conflict."))}, actions
@@ -243,6 +244,29 @@ class TestChannels:
                    what="the change through the renewed channel")
         assert any(p.channel_id == new.channel_id and p.resource_state == "exists" for p in google.push_log)
         assert [e["action"] for e in sync_log(live_hub, tenant, "dr-ana", "channel.renewed")] == ["channel.renewed"]
+
+    def test_in_production_an_http_public_url_starts_no_watch(self, live_hub):
+        """Google pushes to HTTPS receivers only: the hub does not ask, and says why."""
+        tenant = connected_tenant(live_hub, "semtls")
+        watches = live_hub.sandbox.google.request_counts["POST /calendar/v3/calendars/{calendarId}/events/watch"]
+        development = live_hub.runtime.settings
+        live_hub.runtime.settings = development.model_copy(update={"env": "production"})
+        try:
+            r = live_hub.http.put("/v1/calendars/dr-ana", headers=tenant.headers,
+                                  json={"name": "Dra. Ana", "calendar_id": tenant.calendars[1]})
+            assert r.status_code == 200, r.text
+            mapping = eventually(lambda: (m := live_hub.http.get("/v1/calendars/dr-ana", headers=tenant.headers)
+                                          .json())["channel"]["status"] == "error" and m["last_synced_at"] and m,
+                                 what="the refused channel and the first sync")
+        finally:
+            live_hub.runtime.settings = development
+        assert mapping["channel"]["error"].startswith("HUB_PUBLIC_URL must be an https:// URL")
+        assert live_hub.sandbox.google.request_counts[
+            "POST /calendar/v3/calendars/{calendarId}/events/watch"] == watches  # Google was never asked
+        assert [e["action"] for e in sync_log(live_hub, tenant, "dr-ana", "channel.refused")] == ["channel.refused"]
+        with live_hub.runtime.session_factory() as session:
+            assert session.scalar(select(func.count()).select_from(Route).where(
+                Route.kind == "google_calendar", Route.tenant_id == tenant.tenant_id)) == 0
 
     def test_unmapping_stops_the_channel(self, live_hub):
         tenant = ready(live_hub)

@@ -6,11 +6,21 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-from calendar_support import appointment, book, connected_tenant, eventually, map_resource, slot
+from calendar_support import (
+    SCOPES,
+    appointment,
+    book,
+    connect,
+    connected_tenant,
+    eventually,
+    google_tenant,
+    map_resource,
+    slot,
+)
 from sqlalchemy import select, update
 
-from hub.calendar.flows import send_due_reminders
 from hub.calendar.models import Appointment
+from hub.calendar.reminders import send_due_reminders
 from hub.db import utcnow
 from hub.messaging.models import Message
 from tenants import service as tenants
@@ -128,3 +138,31 @@ def test_the_embedded_beat_sends_a_due_reminder_by_itself(live_hub):
         beat.stop()
     (message,) = messages_of(live_hub, tenant)
     assert message.template == "appointment-reminder"
+
+
+def test_a_booked_appointment_reminds_through_the_tenants_template_and_reaches_twilio(live_hub):
+    """End to end: booked through the API, due, produced by the beat as the tenant's own
+    version of the appointment-reminder template (a notification like any template
+    send), on the first channel of the tenant's order, delivered to Twilio."""
+    tenant = google_tenant(live_hub, "modelo", scopes=[*SCOPES, "messages:read", "messages:write"])
+    connect(live_hub, tenant)
+    map_resource(live_hub, tenant, "dr-ana", tenant.calendars[1], name="Dra. Ana")
+    with_twilio(live_hub, tenant)
+    own = live_hub.http.put("/v1/templates/appointment-reminder", headers=tenant.headers, json={"locales": {
+        "pt-BR": {"whatsapp": {"body": "{{ business_name }} lembra {{ customer_name }}: {{ service_name }} "
+                                       "com {{ location }} em {{ appointment_at|date }}."}}}})
+    assert own.status_code == 200, own.text
+    booked = book(live_hub, tenant, "dr-ana", slot(days=4, hour=12), title="Retorno")
+    assert booked.status_code == 201, booked.text
+    time_passes(live_hub, booked.json()["id"])
+
+    assert send_due_reminders(runtime=live_hub.runtime) == 1
+
+    (message,) = messages_of(live_hub, tenant)
+    assert message.template == "appointment-reminder" and message.channel == "whatsapp"
+    assert message.body.startswith("Modelo lembra Maria Silva: Retorno com Dra. Ana em ")
+    reminder = appointment(live_hub, tenant, booked.json()["id"])["reminder"]
+    assert reminder["channel"] == "whatsapp" and reminder["message_id"] == str(message.id)
+    sent = eventually(lambda: live_hub.sandbox.twilio.sent_messages(to="whatsapp:+5511987654321"),
+                      what="the WhatsApp reminder at Twilio")
+    assert sent[0]["body"] == message.body

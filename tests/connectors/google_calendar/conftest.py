@@ -84,6 +84,7 @@ def _servers() -> Iterator[tuple[Sandbox, PushReceiver]]:
 
     with ThreadedServer(app) as sandbox_server, ThreadedServer(receiver_app) as receiver_server:
         receiver.url = receiver_server.url + PUSH_PATH
+        app.state.google.trust_local_origin(receiver.url)  # an http receiver, as the hub is in tests
         yield Sandbox(sandbox_server.url, app.state.google), receiver
         app.state.google.close()
 

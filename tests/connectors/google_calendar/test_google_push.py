@@ -120,6 +120,28 @@ class TestWatch:
         assert refused.value.status == 400
 
 
+class TestHttpsOnly:
+    """Google delivers to HTTPS receivers only; the sandbox, to http:// ones it was told are local."""
+
+    def test_an_http_address_elsewhere_is_refused_as_google_refuses_it(self, sandbox, calendar):
+        address = "http://hooks.clinic.example/webhooks/google_calendar"
+        with pytest.raises(PermanentProviderError) as refused:
+            calendar.watch("primary", channel_id=str(uuid.uuid4()), address=address, token="t")
+        assert refused.value.status == 400 and refused.value.code == "push.webhookUrlNotHttps"
+        assert refused.value.message == f"WebHook callback must be HTTPS: {address}"
+        assert not any(c.address == address for c in sandbox.state.channels.values())
+
+    def test_https_is_accepted_and_a_trusted_local_origin_too(self, sandbox, calendar, receiver):
+        https = calendar.watch("primary", channel_id=str(uuid.uuid4()), address="https://hooks.clinic.example/g",
+                               token="t")
+        local = calendar.watch("primary", channel_id=str(uuid.uuid4()), address=receiver.url, token="t")
+        assert https.resource_id and local.resource_id
+        # the same host on another port is another origin
+        other_port = receiver.url.replace(receiver.url.split(":")[2].split("/")[0], "9")
+        with pytest.raises(PermanentProviderError):
+            calendar.watch("primary", channel_id=str(uuid.uuid4()), address=other_port, token="t")
+
+
 class TestWebhookSide:
     def test_route_verify_and_parse_real_pushes(self, calendar, receiver):
         channel, token = open_channel(calendar, receiver)
