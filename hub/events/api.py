@@ -18,10 +18,10 @@ from hub.auth.service import Principal
 from hub.deps import DbSession, get_runtime
 from hub.errors import AUTHENTICATED_ERRORS, Invalid
 from hub.events.bus import event_bus
+from hub.events.ids import event_ids
 from hub.events.models import EVENT_TYPES
 from hub.events.service import latest_event_id
 from hub.events.stream import EventStreamResponse, StreamRequest, event_stream
-from hub.pagination import MAX_SEQUENCE
 from hub.runtime import Runtime
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -85,14 +85,15 @@ def _latest_event_id(runtime: Runtime, tenant_id: uuid.UUID) -> int:
         return latest_event_id(session=session, tenant_id=tenant_id)
 
 
-def _last_event_id(header: str | None, query: int | None) -> int | None:
-    if header is not None and header.strip():
-        value = header.strip()
-        if not (value.isascii() and value.isdigit()) or int(value) > MAX_SEQUENCE:
-            raise Invalid("Last-Event-ID must be an event id this stream sent (a non-negative integer)",
-                          code="invalid_last_event_id")
-        return int(value)
-    return query
+def _last_event_id(runtime: Runtime, tenant_id: uuid.UUID, header: str | None, query: str | None) -> int | None:
+    """The log sequence to replay after: the id the client last saw, ``0`` for the whole
+    retained log, or None (from now)."""
+    value = header.strip() if header is not None and header.strip() else query
+    if value is None:
+        return None
+    if value.strip() == "0":
+        return 0
+    return event_ids(runtime).sequence(tenant_id, value)
 
 
 # errors leave as JSON, not as the route's text/event-stream: spelled out without
@@ -113,21 +114,22 @@ async def stream_events(
     principal: StreamReader,
     types: Annotated[str | None, Query(description="comma-separated event types to receive "
                                                    f"({', '.join(EVENT_TYPES)}); default all")] = None,
-    last_event_id: Annotated[int | None, Query(ge=0, le=MAX_SEQUENCE, description="replay events after this id (as the "
-                                                                 "Last-Event-ID header does)")] = None,
+    last_event_id: Annotated[str | None, Query(max_length=64, description="replay events after this id (as the "
+                                             "Last-Event-ID header does); 0 replays the whole retained log")] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", include_in_schema=False)] = None,
 ) -> EventStreamResponse:
     """The tenant's real-time events as Server-Sent Events: `message.received`,
-    `message.status`, `conversation.updated`. Each event carries `id:`, `event:` and
-    `data:` (JSON `{id, type, created_at, data}`); a comment line is sent as heartbeat.
+    `message.status`, `conversation.updated`. Each event carries `id:` (opaque, this
+    tenant's only), `event:` and `data:` (JSON `{id, type, created_at, data}`); a comment
+    line is sent as heartbeat.
     Reconnecting with `Last-Event-ID` (or `?last_event_id=`) first replays every
     event after that id from the log (kept `HUB_EVENTS_RETENTION_DAYS`), then goes
     on live with no gap and no duplicate. The stream ends when the token expires.
     Needs `messages:read`; browsers may pass the token as `?access_token=`."""
     runtime = get_runtime(request)
     wanted = _types(types)
-    after = _last_event_id(last_event_id_header, last_event_id)
     tenant_id: uuid.UUID = principal.tenant_id  # type: ignore[assignment]  # TenantScope checked it
+    after = _last_event_id(runtime, tenant_id, last_event_id_header, last_event_id)
     if after is None:
         # "from now" is fixed before the client sees the 200: whatever commits after it answers is sent
         after = await anyio.to_thread.run_sync(_latest_event_id, runtime, tenant_id)

@@ -149,9 +149,10 @@ def events_since(*, session: Session, tenant_id: uuid.UUID, after: int, also: Co
     return EventRepository(session, tenant_id).newer(after=after, also=also, types=types, limit=limit)
 
 
-def event_envelope(row: TenantEvent) -> dict[str, Any]:
-    """The JSON an event is sent as (live and on replay alike)."""
-    return {"id": row.id, "type": row.type, "created_at": row.created_at.isoformat(), "data": row.data}
+def event_envelope(row: TenantEvent, public_id: str) -> dict[str, Any]:
+    """The JSON an event is sent as (live and on replay alike); ``public_id`` is its
+    id as the tenant sees it (hub.events.ids)."""
+    return {"id": public_id, "type": row.type, "created_at": row.created_at.isoformat(), "data": row.data}
 
 
 # --- retention ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from starlette.responses import StreamingResponse
 from hub.db import utcnow
 from hub.events import service
 from hub.events.bus import StreamSlot, Subscription, event_bus
+from hub.events.ids import EventIds, event_ids
 from hub.events.models import TenantEvent
 
 if TYPE_CHECKING:
@@ -40,14 +41,15 @@ _SENT_MEMORY = 10_000
 class StreamRequest:
     tenant_id: uuid.UUID
     types: tuple[str, ...] | None
-    after: int  # the client's Last-Event-ID, or the newest id when the stream was asked for
+    after: int  # the log sequence of the client's Last-Event-ID, or the newest when the stream was asked for
     expires_at: datetime | None  # the token's expiry: the stream ends then
 
 
-def format_event(row: TenantEvent) -> str:
-    """One event in the SSE wire format."""
-    data = json.dumps(service.event_envelope(row), separators=(",", ":"), ensure_ascii=False)
-    return f"id: {row.id}\nevent: {row.type}\ndata: {data}\n\n"
+def format_event(row: TenantEvent, ids: EventIds) -> str:
+    """One event in the SSE wire format, with its opaque id."""
+    public_id = ids.public(row.tenant_id, row.id)
+    data = json.dumps(service.event_envelope(row, public_id), separators=(",", ":"), ensure_ascii=False)
+    return f"id: {public_id}\nevent: {row.type}\ndata: {data}\n\n"
 
 
 class EventStreamResponse(StreamingResponse):
@@ -92,6 +94,7 @@ async def event_stream(runtime: Runtime, req: StreamRequest, slot: StreamSlot) -
     """The body of one stream (an async iterator of SSE text)."""
     settings = runtime.settings
     bus = event_bus(runtime)
+    public_ids = event_ids(runtime)
     sub: Subscription | None = None
 
     def read(after: int, also: Collection[int] = ()) -> list[TenantEvent]:
@@ -106,7 +109,7 @@ async def event_stream(runtime: Runtime, req: StreamRequest, slot: StreamSlot) -
         # replay (or, without Last-Event-ID, anything committed since the route looked)
         while rows := cursor.fresh(await anyio.to_thread.run_sync(read, cursor.high)):
             for row in rows:
-                yield format_event(row)
+                yield format_event(row, public_ids)
             if len(rows) < BATCH:
                 break
         while True:
@@ -124,7 +127,7 @@ async def event_stream(runtime: Runtime, req: StreamRequest, slot: StreamSlot) -
             while rows := cursor.fresh(await anyio.to_thread.run_sync(read, cursor.high, also)):
                 sent_any = True
                 for row in rows:
-                    yield format_event(row)
+                    yield format_event(row, public_ids)
                 if len(rows) < BATCH:
                     break
                 also = ()

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from hub.db import transaction
+from hub.events.ids import event_ids
 from hub.events.service import publish_event
 from hub.settings import Settings
 from tests.support import bearer, create_client, create_tenant, get_token
@@ -24,7 +25,7 @@ from tests.support import bearer, create_client, create_tenant, get_token
 
 @dataclass
 class Received:
-    id: int | None
+    id: str | None  # opaque (hub.events.ids)
     event: str | None
     data: dict[str, Any] | None
     comment: str | None = None
@@ -61,7 +62,7 @@ class SSEClient:
                 for line in response.iter_lines():
                     if line == "":
                         if fields:
-                            self._inbox.put(Received(int(fields["id"]) if "id" in fields else None,
+                            self._inbox.put(Received(fields.get("id"),
                                                      fields.get("event"),
                                                      json.loads(fields["data"]) if "data" in fields else None))
                         fields = {}
@@ -155,8 +156,12 @@ class ServedHub:
         self._streams.append(client)
         return client
 
-    def publish(self, tenant_id: uuid.UUID, type: str = "message.received", **data: Any) -> int:
-        return commit_event(self.runtime, tenant_id, type, **data)
+    def publish(self, tenant_id: uuid.UUID, type: str = "message.received", **data: Any) -> str:
+        """Commit one event; the id its tenant sees."""
+        return self.public(tenant_id, commit_event(self.runtime, tenant_id, type, **data))
+
+    def public(self, tenant_id: uuid.UUID, sequence: int) -> str:
+        return event_ids(self.runtime).public(tenant_id, sequence)
 
     def stop(self) -> None:
         for stream in self._streams:

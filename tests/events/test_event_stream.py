@@ -115,7 +115,7 @@ class TestLive:
         finally:
             engine.dispose()
 
-        assert stream.next(timeout=10).id == lost
+        assert stream.next(timeout=10).id == served.public(tenant_id, lost)
 
 
 class TestReplay:
@@ -162,6 +162,19 @@ class TestReplay:
 
         assert sorted(got) == sorted(expected) and len(set(got)) == len(got)
         assert stream.nothing_for(0.3)
+
+    def test_ids_are_opaque_and_another_tenants_id_does_not_replay(self, served):
+        acme, acme_token = served.tenant("acme")
+        other, _ = served.tenant("other")
+        first, second = served.publish(acme, n=1), served.publish(acme, n=2)
+        theirs = served.publish(other, n=3)
+        # nothing in an id counts the platform's events: no number, no order to read
+        for public in (first, second, theirs):
+            assert public.startswith("evt_") and len(public) == 26 and not public[4:].isdigit()
+        refused = served.http.get("/v1/events/stream", headers={"Authorization": f"Bearer {acme_token}",
+                                                                "Last-Event-ID": theirs})
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_last_event_id"
+        assert served.stream(acme_token, last_event_id_header=first).next().id == second
 
     def test_a_bad_last_event_id_is_a_422(self, served):
         _, token = served.tenant("acme")

@@ -69,7 +69,7 @@ class TestAcrossProcesses:
             event_id = commit_event(worker, tenant_id, n=1)
 
             got = stream.next(timeout=20)
-            assert (got.id, got.data["data"]) == (event_id, {"n": 1})
+            assert (got.id, got.data["data"]) == (served.public(tenant_id, event_id), {"n": 1})
             assert stream.nothing_for(0.3)
         finally:
             served.stop()
