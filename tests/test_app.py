@@ -150,7 +150,9 @@ class TestLogs:
             logging.getLogger().handlers = []
         lines = [json.loads(line) for line in stream.getvalue().splitlines()]
         requests = {line["request_id"]: line for line in lines if line["event"] == "request"}
-        assert requests["req-42"]["status"] == 200 and requests["req-42"]["level"] == "debug"
+        # a success is a DEBUG line, unless it took over a second (a loaded machine can make it)
+        slow = requests["req-42"]["duration_ms"] > 1000
+        assert requests["req-42"]["status"] == 200 and requests["req-42"]["level"] == ("info" if slow else "debug")
         assert requests["req-43"]["status"] == 404 and requests["req-43"]["level"] == "info"
         assert "hunter2" not in stream.getvalue()
 

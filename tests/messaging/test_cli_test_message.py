@@ -4,10 +4,9 @@ providers; the command itself delivers nothing, least of all another tenant's me
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
-from typer.testing import CliRunner
-
-from hub.cli import app as cli
 from hub.queue import EmbeddedWorker
 from hub.relay import RelayThread
 from tests.conftest import TEST_MASTER_KEYS
@@ -23,47 +22,42 @@ from tests.messaging.outbound_support import (
 OTHER_CUSTOMER = "+5521987654321"
 
 
-def cli_env(monkeypatch, hub, tmp_path) -> None:
-    """What a user's shell holds beside `make run`: the same database, keys and public URL,
-    and sandbox mode — but not the URL of the sandbox running inside `hub serve`."""
+def run_test_sms(hub, tmp_path, slug: str, to: str = CUSTOMER, wait: float = 30.0) -> subprocess.CompletedProcess:
+    """`hub test sms` in its own process, with what a user's shell holds beside `make run`:
+    the same database, keys and public URL, and sandbox mode — but not the URL of the
+    sandbox running inside `hub serve`."""
     settings = hub.runtime.settings
-    for name in [n for n in os.environ if n.startswith("HUB_") and not n.startswith("HUB_TEST")]:
-        monkeypatch.delenv(name)
-    for name, value in {"HUB_DATABASE_URL": settings.effective_database_url, "HUB_MASTER_KEYS": TEST_MASTER_KEYS,
-                        "HUB_PUBLIC_URL": settings.effective_public_url, "HUB_VAR_DIR": str(tmp_path / "cli"),
-                        "HUB_LOG_LEVEL": "WARNING"}.items():
-        monkeypatch.setenv(name, value)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.update(HUB_DATABASE_URL=settings.effective_database_url, HUB_MASTER_KEYS=TEST_MASTER_KEYS,
+               HUB_PUBLIC_URL=settings.effective_public_url, HUB_VAR_DIR=str(tmp_path / "cli"),
+               HUB_LOG_LEVEL="WARNING")
+    return subprocess.run([sys.executable, "-m", "hub.cli", "test", "sms", to, "--tenant", slug, "--wait", str(wait)],
+                          env=env, capture_output=True, text=True, timeout=wait + 120)
 
 
-def run_test_sms(slug: str, to: str = CUSTOMER, wait: float = 30.0):
-    return CliRunner().invoke(cli, ["test", "sms", to, "--tenant", slug, "--wait", str(wait)])
-
-
-def test_the_running_hub_delivers_it_through_its_own_sandbox(live_hub, monkeypatch, tmp_path):
+def test_the_running_hub_delivers_it_through_its_own_sandbox(live_hub, tmp_path):
     make_fast(live_hub)
     twilio_tenant(live_hub, "acme")
-    cli_env(monkeypatch, live_hub, tmp_path)
-    result = run_test_sms("acme")
-    assert result.exit_code == 0, result.output
-    assert '"status": "delivered"' in result.output or '"status": "sent"' in result.output
+    result = run_test_sms(live_hub, tmp_path, "acme")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"status": "delivered"' in result.stdout or '"status": "sent"' in result.stdout
     # the hub's own sandbox got it (before, the command started a sandbox of its own,
     # which did not know the tenant's number: error 21606)
     assert [m["body"] for m in sent_to(live_hub, CUSTOMER)] == ["Teste do Integrations Hub: se você recebeu, "
                                                                "o envio funciona."]
 
 
-def test_it_never_delivers_anything_itself_not_even_another_tenants_message(cold_hub, monkeypatch, tmp_path):
+def test_it_never_delivers_anything_itself_not_even_another_tenants_message(cold_hub, tmp_path):
     make_fast(cold_hub)
     twilio_tenant(cold_hub, "acme")
     other = twilio_tenant(cold_hub, "outra")
     queued = cold_hub.http.post("/v1/messages", headers=other.headers,
                                 json={"channel": "sms", "to": OTHER_CUSTOMER, "body": "da outra clínica"})
     assert queued.status_code == 202, queued.text
-    cli_env(monkeypatch, cold_hub, tmp_path)
 
-    result = run_test_sms("acme", wait=2.0)  # no worker and no relay run: nobody can deliver
-    assert result.exit_code == 1
-    assert '"status": "queued"' in result.output and "no running hub picked the message up" in result.output
+    result = run_test_sms(cold_hub, tmp_path, "acme", wait=2.0)  # no worker and no relay run: nobody delivers
+    assert result.returncode == 1
+    assert '"status": "queued"' in result.stdout and "no running hub picked the message up" in result.stderr
     assert sent_to(cold_hub, CUSTOMER) == [] and sent_to(cold_hub, OTHER_CUSTOMER) == []
     assert wait_for_status(cold_hub, other, queued.json()["id"], "queued")["attempts"] == []
 
