@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NewType
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel
@@ -27,6 +27,11 @@ MESSAGE_STATUS = "message.status"
 PAYMENT_SUCCEEDED = "payment.succeeded"
 PAYMENT_FAILED = "payment.failed"
 CALENDAR_CHANGED = "calendar.changed"
+
+# A provider's name for one of its objects (Meta's phone_number_id, a Twilio SID, a
+# Google channel id). Some are all digits and read like phone numbers; they are not
+# addresses and never go through phone normalization (the hub's addresses are E164).
+ProviderId = NewType("ProviderId", str)
 
 
 def load_json(body: bytes | str) -> Any:

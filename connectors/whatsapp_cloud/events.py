@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import MESSAGE_RECEIVED, MESSAGE_STATUS, InboundEvent, load_json
+from connectors.base import MESSAGE_RECEIVED, MESSAGE_STATUS, InboundEvent, ProviderId, load_json
 
 MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
 RECEIVED_MESSAGE_TYPES = frozenset({"text", "interactive", "button", "location"} | MEDIA_TYPES)
@@ -72,9 +72,17 @@ def _changes(payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
                 yield value
 
 
-def _phone_number_id(value: dict[str, Any]) -> str | None:
+def _phone_number_id(value: dict[str, Any]) -> ProviderId | None:
+    """Meta's id of the business number (a provider id: digits that are not a phone number)."""
     metadata = value.get("metadata")
-    return _text(metadata.get("phone_number_id")) if isinstance(metadata, dict) else None
+    text = _text(metadata.get("phone_number_id")) if isinstance(metadata, dict) else None
+    return ProviderId(text) if text else None
+
+
+def _display_phone_number(value: dict[str, Any]) -> str | None:
+    """The business number itself as Meta displays it (international digits, no ``+``)."""
+    metadata = value.get("metadata")
+    return _text(metadata.get("display_phone_number")) if isinstance(metadata, dict) else None
 
 
 def route_keys_of(body: bytes) -> list[str]:
@@ -140,7 +148,8 @@ def _content(message: dict[str, Any], kind: str) -> tuple[str, dict | None, dict
     return None
 
 
-def _message_event(message: dict[str, Any], phone_number_id: str | None, names: dict[str, str]) -> InboundEvent | None:
+def _message_event(message: dict[str, Any], phone_number_id: ProviderId | None, display_phone_number: str | None,
+                   names: dict[str, str]) -> InboundEvent | None:
     message_id = _text(message.get("id"))
     kind = _text(message.get("type"))
     if not message_id or kind not in RECEIVED_MESSAGE_TYPES:
@@ -155,6 +164,8 @@ def _message_event(message: dict[str, Any], phone_number_id: str | None, names: 
     data = {
         "message_id": message_id,
         "phone_number_id": phone_number_id,
+        # the address the customer wrote to; phone_number_id above is only Meta's id for it
+        "display_phone_number": display_phone_number,
         "from": sender,
         # a contacts[] entry normally names the sender; fall back to the only one given
         "profile_name": names.get(sender or "") or (next(iter(names.values())) if len(names) == 1 else None),
@@ -172,7 +183,7 @@ def _message_event(message: dict[str, Any], phone_number_id: str | None, names: 
     return InboundEvent(type=MESSAGE_RECEIVED, provider_event_id=message_id, data=data, occurred_at=occurred_at)
 
 
-def _status_event(status: dict[str, Any], phone_number_id: str | None) -> InboundEvent | None:
+def _status_event(status: dict[str, Any], phone_number_id: ProviderId | None) -> InboundEvent | None:
     message_id = _text(status.get("id"))
     value = _text(status.get("status"))
     if not message_id or value not in STATUS_VALUES:
@@ -216,7 +227,7 @@ def parse_webhook(body: bytes) -> list[InboundEvent]:
         phone_number_id = _phone_number_id(value)
         names = _profile_names(value)
         for message in _dicts(value.get("messages")):
-            event = _message_event(message, phone_number_id, names)
+            event = _message_event(message, phone_number_id, _display_phone_number(value), names)
             if event is not None:
                 events.append(event)
         for status in _dicts(value.get("statuses")):

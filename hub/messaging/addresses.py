@@ -9,7 +9,7 @@ carries for many numbers) must come out with its ninth digit.
 from __future__ import annotations
 
 import re
-from typing import Final, Literal
+from typing import Final, Literal, NewType
 
 import phonenumbers
 from phonenumbers import (
@@ -19,6 +19,11 @@ from phonenumbers import (
     PhoneNumberType,
     ValidationResult,
 )
+
+# A normalized phone number. Only normalize_phone makes one; a provider's id
+# (connectors.base.ProviderId: Meta's phone_number_id, a Twilio SID) is a different
+# type, so handing an id where an address is expected shows up in review and typing.
+E164 = NewType("E164", str)
 
 Channel = Literal["sms", "whatsapp", "email"]
 CHANNELS: Final[tuple[Channel, ...]] = ("sms", "whatsapp", "email")
@@ -48,7 +53,7 @@ _NOT_POSSIBLE_REASONS: Final = {
 _LOCAL_ONLY: Final = ValidationResult.IS_POSSIBLE_LOCAL_ONLY
 
 
-def normalize_phone(raw: str, *, default_region: str = "BR") -> str:
+def normalize_phone(raw: str, *, default_region: str = "BR") -> E164:
     """Return `raw` as E.164 (`+5511987654321`), or raise InvalidAddress saying why not.
 
     Accepts national and international spellings, `whatsapp:`/`tel:` prefixes, and
@@ -73,7 +78,7 @@ def normalize_phone(raw: str, *, default_region: str = "BR") -> str:
             raise InvalidAddress(f"{raw!r} has an extension; an extension cannot receive messages")
         number = _with_brazilian_ninth_digit(number)
         if phonenumbers.is_valid_number(number):
-            return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+            return E164(phonenumbers.format_number(number, PhoneNumberFormat.E164))
         parsed.append(number)
 
     if not parsed:

@@ -444,7 +444,9 @@ def _whatsapp_cloud_message_received(runtime: Runtime, session: Session, event: 
     media = data.get("media")
     message = record_inbound_message(
         session=session, tenant_id=event.tenant_id, integration_id=event.integration_id,
-        channel="whatsapp", from_address=data["from"], to_address=data.get("phone_number_id") or "",
+        # the business number the customer wrote to. ``phone_number_id`` is Meta's id for
+        # it, digits that may well parse as somebody's phone number: never an address
+        channel="whatsapp", from_address=data["from"], to_address=data.get("display_phone_number") or "",
         body=data.get("body") or "",
         media=[{"url": None, "content_type": media.get("mime_type"), "id": media.get("id")}] if media else [],
         provider_message_id=data.get("message_id") or event.provider_event_id, received_at=event.received_at,

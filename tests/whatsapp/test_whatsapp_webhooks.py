@@ -10,6 +10,7 @@ from sqlalchemy import select
 from hub.messaging.models import Message
 from tests.support import random_hex
 from tests.whatsapp.whatsapp_support import (
+    BUSINESS,
     CUSTOMER,
     change,
     envelope,
@@ -196,7 +197,7 @@ class TestMessageKinds:
         assert len(received) == 7
         text, image, document, audio, button_reply, list_reply, button = (received[i["id"]] for i in items)
         assert {m.from_address for m in received.values()} == {CUSTOMER}
-        assert {m.to_address for m in received.values()} == {clinic.phone_number_id}
+        assert {m.to_address for m in received.values()} == {BUSINESS}  # the number, never Meta's id for it
         assert {m.channel for m in received.values()} == {"whatsapp"}
         assert text.body == "Bom dia" and text.media == []
         assert (image.body, image.media) == ("Meu exame", [{"url": None, "content_type": "image/jpeg",

@@ -24,6 +24,8 @@ from tests.support import bearer, create_client, create_tenant, get_token, rando
 
 CUSTOMER_WA_ID = "5511987654321"
 CUSTOMER = "+5511987654321"
+BUSINESS_DISPLAY = "5511999990000"  # metadata.display_phone_number: digits, no "+"
+BUSINESS = "+5511999990000"
 
 
 @dataclass
@@ -60,9 +62,9 @@ def headers_for(http, runtime, tenant_id: uuid.UUID, scopes: list[str] | None = 
 
 
 def change(phone_number_id: str, *, messages: list[dict] | None = None, statuses: list[dict] | None = None,
-           wa_id: str = CUSTOMER_WA_ID, name: str = "Maria") -> dict[str, Any]:
+           wa_id: str = CUSTOMER_WA_ID, name: str = "Maria", display: str = BUSINESS_DISPLAY) -> dict[str, Any]:
     value: dict[str, Any] = {"messaging_product": "whatsapp",
-                             "metadata": {"display_phone_number": "5511999990000", "phone_number_id": phone_number_id}}
+                             "metadata": {"display_phone_number": display, "phone_number_id": phone_number_id}}
     if messages is not None:
         value["contacts"] = [{"profile": {"name": name}, "wa_id": wa_id}]
         value["messages"] = messages
