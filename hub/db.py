@@ -98,6 +98,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
+        @event.listens_for(engine, "savepoint")
+        def _savepoint_writes(conn, _name) -> None:
+            # sqlite3 opens a transaction only before a write, so reads run outside one,
+            # but a SAVEPOINT opens one at once: a read inside it pins a WAL snapshot, and
+            # if another connection commits before this one's first write, SQLite says
+            # "database is locked" at once (SQLITE_BUSY_SNAPSHOT, no busy wait). A
+            # savepoint is there to guard a write, so take the write lock up front,
+            # waiting for it like any write does.
+            dbapi_conn = conn.connection.dbapi_connection
+            if dbapi_conn is not None and not dbapi_conn.in_transaction:
+                dbapi_conn.execute("BEGIN IMMEDIATE")
+
         return engine
     # No pre-ping: it costs a round trip per checkout on the hot paths. Connections are
     # recycled instead, and a dropped one fails one transaction, which callers retry.
