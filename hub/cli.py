@@ -262,6 +262,35 @@ def sandbox(
                 log_config=None, access_log=False)
 
 
+@app.command("sandbox-url")
+def sandbox_url() -> None:
+    """Print the URL of the sandbox providers this hub uses (HUB_SANDBOX_URL, or the one a
+    running `hub serve` started in-process), e.g. to simulate a customer's reply with
+    POST {url}/_sandbox/twilio/inbound."""
+    import logging
+
+    import httpx
+
+    from hub.app import SANDBOX_URL_FILE
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one URL on stdout, nothing else
+
+    settings = load_settings(for_service=False)
+    if not settings.use_sandbox:
+        fail("the hub is not in sandbox mode (HUB_SANDBOX is off): it talks to the real providers")
+    url = settings.sandbox_url.rstrip("/")
+    if not url:
+        path = settings.var_dir / SANDBOX_URL_FILE
+        if not path.exists():
+            fail(f"no sandbox is running: start the hub (`make run`) first ({path} is written when it starts)")
+        url = path.read_text().strip()
+    try:
+        httpx.get(f"{url}/_sandbox/twilio/accounts", timeout=5).raise_for_status()
+    except httpx.HTTPError:
+        fail(f"the sandbox at {url} does not answer: is the hub still running?")
+    typer.echo(url)
+
+
 def _broker_runtime(command: str):
     settings = load_settings()
     if not settings.redis_url:
