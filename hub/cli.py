@@ -645,6 +645,19 @@ def test_whatsapp(to: ToArgument, tenant: TenantOption, body: BodyOption = _TEST
     _test_message("whatsapp", tenant, to, body, wait)
 
 
+@test_app.command("email")
+def test_email(
+    to: Annotated[str, typer.Argument(help="the recipient's e-mail address")],
+    tenant: TenantOption,
+    subject: Annotated[str, typer.Option(help="the subject line")] = "Teste do Integrations Hub",
+    body: BodyOption = _TEST_BODY,
+    wait: WaitOption = 15.0,
+) -> None:
+    """Send a test e-mail through the tenant's e-mail path (its smtp integration, else the
+    platform relay; the sandbox's SMTP sink in `make run`) and print its final status."""
+    _test_message("email", tenant, to, body, wait, subject=subject)
+
+
 # --- docs and checks ------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from hub.contacts.models import Contact
 from hub.contacts.repository import ContactRepository
 from hub.db import utcnow
-from hub.errors import Conflict, HubError, Invalid
+from hub.errors import Conflict, HubError, Invalid, Unavailable
 from hub.messaging.addresses import (
     InvalidAddress,
     check_recipient_phone,
@@ -38,6 +38,7 @@ from hub.messaging.addresses import (
 )
 from hub.messaging.models import DEFAULT_CHANNEL_ORDER, Message, MessageStatus, MessagingSettings
 from hub.messaging.segments import MAX_SMS_SEGMENTS, TooManySegments, check_segments
+from hub.providers import provider_base_url
 from hub.whatsapp.service import ResolvedTemplate, TemplateRequest, WhatsAppRefused
 from tenants.models import Integration, IntegrationStatus, Tenant
 from tenants.repository import IntegrationRepository
@@ -153,21 +154,22 @@ def _email_sender(session: Session, runtime: Runtime, tenant_id: uuid.UUID) -> S
         from_address = tenants.open_credentials(session=session, vault=runtime.vault,
                                                 integration=integration).get("from_address")
         return Sender(integration, from_address)
-    platform = platform_smtp_values(runtime)
+    platform = platform_smtp_values(runtime, connect=False)
     if platform is None:
         raise Conflict(f"no {EMAIL_KIND} integration and no platform default (HUB_SMTP_URL): connect one "
                        f"(PUT /v1/integrations/{EMAIL_KIND}) to send e-mail", code="no_sending_integration")
     return Sender(None, platform["from_address"])
 
 
-def platform_smtp_values(runtime: Runtime) -> dict[str, Any] | None:
+def platform_smtp_values(runtime: Runtime, *, connect: bool = True) -> dict[str, Any] | None:
     """``SmtpCredentials`` values of the platform's relay (HUB_SMTP_URL, HUB_SMTP_FROM), or None.
 
     ``smtp://user:pass@host:587`` (STARTTLS unless ``?security=none``), ``smtps://…:465``
-    (TLS from the first byte)."""
+    (TLS from the first byte). ``connect=False`` when only the sender matters (queueing):
+    the sandbox's sink is then not looked up."""
     raw = runtime.settings.smtp_url.get_secret_value().strip()
     if not raw:
-        return None
+        return _sandbox_smtp_values(runtime, connect=connect) if runtime.settings.use_sandbox else None
     url = urlsplit(raw)
     if url.scheme not in ("smtp", "smtps") or not url.hostname:
         raise Conflict("HUB_SMTP_URL must look like smtp://user:pass@host:port", code="smtp_misconfigured")
@@ -181,6 +183,26 @@ def platform_smtp_values(runtime: Runtime) -> dict[str, Any] | None:
         "password": unquote(url.password) if url.password else None,
         "from_address": from_address, "from_name": runtime.settings.smtp_from_name or None, "security": security,
     }
+
+
+def _sandbox_smtp_values(runtime: Runtime, *, connect: bool) -> dict[str, Any]:
+    """In sandbox mode without HUB_SMTP_URL the platform relay is the sandbox's SMTP sink
+    (connectors/sandbox/smtp.py), so e-mail works in `make run` with no account."""
+    import httpx
+
+    cached = runtime.caches.get("sandbox_smtp") or ({"host": None, "port": None} if not connect else None)
+    if cached is None:
+        base = provider_base_url(runtime)
+        try:
+            answer = httpx.get(f"{base}/_sandbox/smtp", timeout=10)
+            answer.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"the sandbox's SMTP sink does not answer ({exc.__class__.__name__})",
+                              code="sandbox_unavailable") from exc
+        cached = runtime.caches["sandbox_smtp"] = answer.json()
+    return {"host": cached["host"], "port": cached["port"], "username": None, "password": None,
+            "from_address": runtime.settings.smtp_from.strip() or "no-reply@sandbox.hub.test",
+            "from_name": runtime.settings.smtp_from_name or None, "security": "none"}
 
 
 def platform_smtp(runtime: Runtime, *, timeout: float) -> SmtpConnector:
