@@ -27,6 +27,7 @@ from connectors.base import (
 from connectors.whatsapp_cloud.errors import provider_error_from_response, provider_error_from_transport
 from connectors.whatsapp_cloud.events import parse_webhook, route_keys_of
 from connectors.whatsapp_cloud.templates import ProviderTemplate, template_from_graph
+from connectors.whatsapp_cloud.users import is_bsuid
 
 GRAPH_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v21.0"
@@ -177,10 +178,14 @@ class WhatsAppCloudConnector(MessagingConnector):
         """The JSON body of ``POST /{version}/{phone_number_id}/messages`` for ``message``."""
         if message.channel not in self.channels:
             raise PermanentProviderError(f"WhatsApp Cloud cannot send on channel {message.channel!r}")
-        recipient = normalize_recipient(message.to)
-        if not recipient:
-            raise PermanentProviderError(f"{message.to!r} is not a phone number")
-        payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": recipient}
+        payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual"}
+        if is_bsuid(message.to):
+            payload["recipient"] = message.to.strip()  # a username user: no phone number to send to
+        else:
+            recipient = normalize_recipient(message.to)
+            if not recipient:
+                raise PermanentProviderError(f"{message.to!r} is not a phone number")
+            payload["to"] = recipient
         if message.template_name:
             template: dict[str, Any] = {
                 "name": message.template_name,

@@ -25,6 +25,7 @@ import phonenumbers
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
+from connectors.whatsapp_cloud.users import is_bsuid
 from hub.contacts.models import Contact
 from hub.contacts.repository import ContactRepository
 from hub.db import utcnow
@@ -318,6 +319,7 @@ def route_to(session: Session, runtime: Runtime, tenant_id: uuid.UUID, *, channe
         return Skip(channel, to, SUPPRESSED, Invalid(f"the recipient opted out of {channel}", code=OPTED_OUT))
     try:
         sender = sender_for(session, runtime, tenant_id, channel)
+        _reachable_by(sender, channel, to)
     except HubError as exc:
         return Skip(channel, to, SKIPPED, exc)
     try:
@@ -333,6 +335,18 @@ def route_to(session: Session, runtime: Runtime, tenant_id: uuid.UUID, *, channe
     except WhatsAppRefused as exc:
         # the window is closed and no approved template fits: not possible on this channel
         return Skip(channel, to, SKIPPED, exc.as_invalid())
+
+
+def _reachable_by(sender: Sender, channel: str, to: str) -> None:
+    """A WhatsApp user known only by Meta's business-scoped id has no number Twilio could
+    send to: only the tenant's own Cloud API number reaches them."""
+    from hub.whatsapp.service import WHATSAPP_CLOUD
+
+    if channel == "whatsapp" and is_bsuid(to) and (sender.integration is None
+                                                   or sender.integration.kind != WHATSAPP_CLOUD):
+        raise Invalid("to: this WhatsApp user shows no phone number (a username user, known by Meta's "
+                      "business-scoped id); only a whatsapp_cloud integration can reach them",
+                      code="whatsapp_user_needs_cloud_api")
 
 
 def _within_whatsapp_rules(session: Session, tenant_id: uuid.UUID, route: Route, content: Content) -> Route:
