@@ -127,13 +127,17 @@ class ContactRepository:
 
     def opted_out_among(self, channel: str, addresses: list[str]) -> set[str]:
         """Which of ``addresses`` opted out of ``channel``, in one query."""
-        column = Contact.phone if channel in PHONE_CHANNELS else Contact.email
-        return set(self.session.scalars(
-            select(column)
+        # on WhatsApp a person may be addressed by Meta's business-scoped id as well
+        columns = ([Contact.phone, Contact.whatsapp_user_id] if channel == "whatsapp"
+                   else [Contact.phone] if channel in PHONE_CHANNELS else [Contact.email])
+        rows = self.session.execute(
+            select(*columns)
             .join(ContactConsent, Contact.id == ContactConsent.contact_id)
-            .where(Contact.tenant_id == self.tenant_id, column.in_(addresses), ContactConsent.channel == channel,
-                   ContactConsent.status == ConsentStatus.OPTED_OUT)
-        ))
+            .where(Contact.tenant_id == self.tenant_id, or_(*(c.in_(addresses) for c in columns)),
+                   ContactConsent.channel == channel, ContactConsent.status == ConsentStatus.OPTED_OUT)
+        )
+        wanted = set(addresses)
+        return {value for row in rows for value in row if value in wanted}
 
     def delete_consents(self, contact_id: uuid.UUID) -> None:
         self.session.execute(delete(ContactConsent).where(ContactConsent.tenant_id == self.tenant_id,

@@ -58,6 +58,10 @@ OPT_OUT_KEYWORDS = frozenset({"stop", "sair", "parar", "cancelar", "descadastrar
 OPT_IN_KEYWORDS = frozenset({"start", "voltar"})
 SOURCE_API = "api"
 SOURCE_KEYWORD = "inbound_keyword"
+# Twilio's 21610: the person answered STOP to the carrier (Twilio blocks the pair itself);
+# https://www.twilio.com/docs/api/errors/21610
+SOURCE_CARRIER = "carrier_stop"
+CARRIER_OPT_OUT_CODES = frozenset({"21610"})
 # a keyword rule answers a conversation at most once in this long
 KEYWORD_WINDOW = timedelta(hours=24)
 AFTER_HOURS = "after_hours"
@@ -403,6 +407,27 @@ def _match_contact(repo: ContactRepository, message: Message, now: datetime,
             repo.link_whatsapp_user(contact, whatsapp_user_id, now=now)
         return contact
     return repo.by_address(message.channel, address)
+
+
+def on_delivery_refused(*, session: Session, tenant_id: uuid.UUID, channel: str, to: str,
+                        error_code: str | None) -> bool:
+    """A provider refused a message because its recipient opted out at the carrier
+    (Twilio 21610, at send time or in a status callback): the contact is opted out of
+    that channel, as by a STOP keyword, so later sends are suppressed (or fall back)
+    instead of refused again. True when the consent changed."""
+    if error_code not in CARRIER_OPT_OUT_CODES or channel not in PHONE_CHANNELS:
+        return False
+    try:
+        phone = normalize_phone(to)
+    except InvalidAddress:
+        return False
+    now = utcnow()
+    repo = ContactRepository(session, tenant_id)
+    contact = repo.match_phone(phone, now=now)
+    changed = repo.set_consent(contact.id, channel, ConsentStatus.OPTED_OUT, source=SOURCE_CARRIER, now=now)
+    if changed:
+        log.info("recipient opted out at the carrier", tenant_id=str(tenant_id), channel=channel)
+    return changed
 
 
 def whatsapp_sender_address(session: Session, tenant_id: uuid.UUID, phone: str | None, user_id: str | None) -> str:

@@ -35,7 +35,7 @@ from connectors.base import (
     WebhookRequest,
 )
 from connectors.registry import UnknownConnector
-from hub.contacts.service import on_inbound_message, whatsapp_sender_address
+from hub.contacts.service import on_delivery_refused, on_inbound_message, whatsapp_sender_address
 from hub.db import is_postgres, new_id, utcnow
 from hub.errors import BadRequest, Forbidden, NotFound
 from hub.messaging.channels import fall_back_after_callback
@@ -428,6 +428,8 @@ def _apply_status_event(session: Session, event: WebhookEvent, *, provider_messa
     if message is None and status in PROVIDER_STATUSES and utcnow() - event.received_at < STATUS_GRACE:
         raise MessageNotYetKnown(f"no outbound message {provider_message_id} yet")
     if message is not None and runtime is not None:
+        on_delivery_refused(session=session, tenant_id=event.tenant_id, channel=message.channel,
+                            to=message.to_address, error_code=message.error_code)  # 21610: carrier STOP
         # failed or undelivered after the provider accepted it: the next channel takes over
         fall_back_after_callback(session, runtime, message)
 
