@@ -48,6 +48,16 @@ def integration_view(runtime: Runtime, session: Session, integration: Integratio
                                     secret_fields=secret_fields(runtime, integration.kind))
 
 
+def platform_config(runtime: Runtime, kind: str, config: dict[str, Any] | None) -> dict[str, Any]:
+    """A connector's config as stored for the tenant, with what the platform decides for
+    every tenant laid over it: the Graph API version of WhatsApp Cloud is one setting
+    (HUB_WHATSAPP_GRAPH_VERSION), never a copy in each tenant's row that Meta retires."""
+    config = dict(config or {})
+    if kind == "whatsapp_cloud":
+        config["api_version"] = runtime.settings.whatsapp_graph_version
+    return config
+
+
 def credentials_for(connector_cls: type[Connector], values: dict[str, Any]):
     return connector_cls.credentials_model.model_validate(values)
 
@@ -61,7 +71,8 @@ def connector_for(runtime: Runtime, session: Session, integration: Integration, 
         credentials = credentials_for(cls, values)
     except ValueError as exc:
         raise Invalid(f"stored {integration.kind} credentials are incomplete: {exc}") from exc
-    return cls(credentials=credentials, config=integration.config, base_url=provider_base_url(runtime),
+    return cls(credentials=credentials, config=platform_config(runtime, integration.kind, integration.config),
+               base_url=provider_base_url(runtime),
                timeout=timeout)
 
 

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.whatsapp_cloud.versions import CURRENT_VERSION as CURRENT_GRAPH_VERSION
+
 
 class SettingsError(ValueError):
     """A setting is missing or wrong; the message is one line meant for an operator."""
@@ -109,6 +111,10 @@ class Settings(BaseSettings):
     sandbox: bool | None = Field(
         None, description="point every connector at the local sandbox; default: on in development"
     )
+    whatsapp_graph_version: str = Field(
+        CURRENT_GRAPH_VERSION, pattern=r"^v[0-9]+\.[0-9]+$",
+        description="the Graph API version every WhatsApp Cloud API call uses (one for all tenants); "
+        "`hub check` warns 90 days before Meta retires it")
     # Platform-level provider credentials (tenants bring their own per integration).
     twilio_account_sid: str = Field("", description="main Twilio account that provisions subaccounts")
     twilio_auth_token: SecretStr = Field(SecretStr(""), description="its auth token")

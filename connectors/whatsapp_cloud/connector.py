@@ -28,9 +28,10 @@ from connectors.whatsapp_cloud.errors import provider_error_from_response, provi
 from connectors.whatsapp_cloud.events import parse_webhook, route_keys_of
 from connectors.whatsapp_cloud.templates import ProviderTemplate, template_from_graph
 from connectors.whatsapp_cloud.users import is_bsuid
+from connectors.whatsapp_cloud.versions import CURRENT_VERSION
 
 GRAPH_URL = "https://graph.facebook.com"
-DEFAULT_API_VERSION = "v21.0"
+DEFAULT_API_VERSION = CURRENT_VERSION  # the hub passes its HUB_WHATSAPP_GRAPH_VERSION in config
 SIGNATURE_HEADER = "x-hub-signature-256"
 
 # Meta renders these link types inline; anything else goes as a document (a file).
@@ -74,7 +75,7 @@ class WhatsAppCloudConfig(BaseModel):
     api_version: str = Field(
         default=DEFAULT_API_VERSION,
         title="Graph API version",
-        description="Path prefix of every Graph call, e.g. v21.0.",
+        description="Path prefix of every Graph call, e.g. v26.0 (the platform's; see versions.py).",
         pattern=r"^v[0-9]+\.[0-9]+$",
     )
     default_template_language: str = Field(

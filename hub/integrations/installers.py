@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from connectors.base import Connector, ProviderError
 from hub.errors import Invalid, NotFound
-from hub.providers import provider_base_url
+from hub.providers import platform_config, provider_base_url
 from hub.webhooks.routes import release_routes, route_cache, routes_of
 from tenants import service as tenants
 from tenants.models import Integration, IntegrationStatus
@@ -121,7 +121,8 @@ class ConnectorInstaller:
 def check_with_provider(runtime: Runtime, connector_cls: type[Connector], credentials: BaseModel,
                         config: dict[str, Any]) -> None:
     """Ask the provider once whether these credentials work: a 422 saying why when not."""
-    connector = connector_cls(credentials=credentials, config=config, base_url=provider_base_url(runtime),
+    connector = connector_cls(credentials=credentials, config=platform_config(runtime, connector_cls.kind, config),
+                              base_url=provider_base_url(runtime),
                               timeout=runtime.settings.delivery_timeout_seconds)
     try:
         health = connector.check()

@@ -119,7 +119,8 @@ def install_whatsapp_cloud(*, session: Session, runtime: Runtime, tenant_id: uui
         session=session, vault=runtime.vault, tenant_id=tenant_id, kind=WHATSAPP_CLOUD,
         credentials={name: value.get_secret_value() if hasattr(value, "get_secret_value") else value
                      for name, value in creds.model_dump().items()},
-        config=settings.model_dump(), status=IntegrationStatus.ACTIVE,
+        # the Graph version is the platform's (hub.providers.platform_config), not stored per tenant
+        config=settings.model_dump(exclude={"api_version"}), status=IntegrationStatus.ACTIVE,
     )
     stale = [r.route_key for r in routes_of(session, integration_id=integration.id)
              if r.route_key != creds.phone_number_id]
