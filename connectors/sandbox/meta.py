@@ -175,6 +175,9 @@ class NumberConfig(BaseModel):
     verified_name: str = "Clínica Sandbox"
     # when set, Graph calls for this number must carry exactly this bearer token
     access_token: str | None = None
+    # whether the app is subscribed to the WABA's webhooks (as the dashboard's setup does);
+    # False leaves it to POST /{waba_id}/subscribed_apps, as a hub installing it must do
+    subscribed: bool = True
 
 
 class FailureSpec(BaseModel):
@@ -264,6 +267,13 @@ class SandboxNotConfigured(LookupError):
     pass
 
 
+class NotSubscribed(SandboxNotConfigured):
+    """The number's WABA has no subscribed app: Meta would send it no webhook at all."""
+
+
+SANDBOX_APP_ID = "1234567890123456"  # the app the hub's tokens belong to, as subscribed_apps lists it
+
+
 class MetaSandbox:
     """State of the emulated Cloud API; shared by the routes and by tests in-process."""
 
@@ -288,6 +298,7 @@ class MetaSandbox:
             self._sent: list[SentMessage] = []
             self._deliveries: list[WebhookDelivery] = []
             self._failures: list[_Failure] = []
+            self._subscribed_wabas: set[str] = set()
             self._templates: dict[str | None, list[dict[str, Any]]] = {None: self._with_ids(DEFAULT_TEMPLATES)}
 
     def configure(
@@ -300,6 +311,7 @@ class MetaSandbox:
         display_phone_number: str = "15550783881",
         verified_name: str = "Clínica Sandbox",
         access_token: str | None = None,
+        subscribed: bool = True,
     ) -> NumberConfig:
         """Point a phone number's webhooks at ``webhook_url`` (``None``: the hub's
         ``/webhooks/whatsapp_cloud``), signed with ``app_secret``."""
@@ -311,9 +323,12 @@ class MetaSandbox:
             display_phone_number=display_phone_number,
             verified_name=verified_name,
             access_token=access_token,
+            subscribed=subscribed,
         )
         with self._lock:
             self._numbers[phone_number_id] = number
+            if subscribed:
+                self._subscribed_wabas.add(waba_id)
         return number
 
     def inject_failure(
@@ -395,6 +410,7 @@ class MetaSandbox:
         """POST customer messages to the webhook now, from the calling thread.
         Returns the receiver's HTTP status and the message ids (wamids)."""
         url, body, headers, ids = self.build_inbound(messages)
+        self._require_subscription(messages[0].phone_number_id)
         delivery = WebhookDelivery(url=url, kind="inbound", body=body, signature=headers["X-Hub-Signature-256"])
         try:
             response = httpx.post(url, content=body, headers=headers, timeout=timeout)
@@ -409,10 +425,41 @@ class MetaSandbox:
     async def simulate_inbound_async(self, messages: Sequence[InboundMessage]) -> tuple[int, list[str]]:
         """``simulate_inbound`` for callers on an event loop (the control endpoint)."""
         url, body, headers, ids = self.build_inbound(messages)
+        self._require_subscription(messages[0].phone_number_id)
         delivery = await self._post_webhook(url, body, headers, kind="inbound")
         if delivery.status_code is None:
             raise ConnectionError(f"webhook {url} unreachable: {delivery.error}")
         return delivery.status_code, ids
+
+    def subscribed(self, waba_id: str) -> bool:
+        with self._lock:
+            return waba_id in self._subscribed_wabas
+
+    def _require_subscription(self, phone_number_id: str) -> None:
+        """Meta sends a WABA's webhooks only to apps subscribed to it (subscribed_apps)."""
+        number = self._number(phone_number_id)
+        if not self.subscribed(number.waba_id):
+            raise NotSubscribed(f"no app is subscribed to WABA {number.waba_id}: Meta sends it no webhooks "
+                                "(POST /{waba_id}/subscribed_apps)")
+
+    def handle_subscribed_apps(self, request: Request, waba_id: str) -> Response:
+        """GET lists the app when subscribed ({"data": [...]}), POST subscribes it and
+        DELETE unsubscribes it ({"success": true}), as the WABA subscribed_apps edge does:
+        https://developers.facebook.com/docs/graph-api/reference/whats-app-business-account/subscribed_apps/"""
+        auth = self._authorize(request, None)
+        if isinstance(auth, JSONResponse):
+            return auth
+        with self._lock:
+            if request.method == "POST":
+                self._subscribed_wabas.add(waba_id)
+            elif request.method == "DELETE":
+                self._subscribed_wabas.discard(waba_id)
+            else:
+                data = ([{"whatsapp_business_api_data": {"id": SANDBOX_APP_ID, "name": "Integrations Hub",
+                                                          "link": f"https://www.facebook.com/{SANDBOX_APP_ID}"}}]
+                        if waba_id in self._subscribed_wabas else [])
+                return JSONResponse({"data": data})
+        return JSONResponse({"success": True})
 
     # --- internals ------------------------------------------------------------------
     @staticmethod
@@ -580,6 +627,8 @@ class MetaSandbox:
             url = self._webhook_url(number)
         except SandboxNotConfigured:
             return
+        if not self.subscribed(number.waba_id):
+            return  # no app subscribed to the WABA: Meta posts no status webhook either
         sequence = ["failed"] if error_code is not None else ["sent", "delivered", "read"]
         for status in sequence:
             await asyncio.sleep(self.status_delay)
@@ -819,6 +868,11 @@ def router(state: MetaSandbox) -> APIRouter:
     def list_message_templates(request: Request, version: str, waba_id: str) -> Response:
         return state.handle_list_templates(request, version, waba_id)
 
+    @api.api_route("/{version:graph_version}/{waba_id}/subscribed_apps", methods=["GET", "POST", "DELETE"],
+                   include_in_schema=False)
+    def subscribed_apps(request: Request, version: str, waba_id: str) -> Response:
+        return state.handle_subscribed_apps(request, waba_id)
+
     @api.get("/{version:graph_version}/{object_id}", include_in_schema=False)
     def get_object(request: Request, version: str, object_id: str) -> Response:
         return state.handle_get_object(request, version, object_id)
@@ -862,8 +916,12 @@ def router(state: MetaSandbox) -> APIRouter:
         """Deliver customer messages (one batched, signed webhook POST)."""
         try:
             status_code, ids = await state.simulate_inbound_async(body.messages)
+        except NotSubscribed as exc:
+            return JSONResponse({"error": {"code": "not_subscribed", "message": str(exc)}}, status_code=409)
         except SandboxNotConfigured as exc:
             return JSONResponse({"error": {"code": "not_configured", "message": str(exc)}}, status_code=409)
+        except ValueError as exc:
+            return JSONResponse({"error": {"code": "invalid_message", "message": str(exc)}}, status_code=400)
         except ConnectionError as exc:
             return JSONResponse({"error": {"code": "webhook_unreachable", "message": str(exc)}}, status_code=502)
         return JSONResponse({"status_code": status_code, "message_ids": ids})

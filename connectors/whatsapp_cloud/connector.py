@@ -265,8 +265,24 @@ class WhatsAppCloudConnector(MessagingConnector):
                 params = {**params, "after": after}
         raise PermanentProviderError(f"message templates span more than {max_pages} pages; stopped")
 
+    def subscribe_app(self) -> None:
+        """Subscribe our app to the WhatsApp Business account's webhooks
+        (``POST /{waba_id}/subscribed_apps``): without it Meta sends the number's messages
+        and statuses to no one. Idempotent at Meta."""
+        with self._client() as client:
+            answer = self._request(client, "POST", self._path(self.credentials.waba_id, "subscribed_apps"))
+        if answer.get("success") is not True:
+            raise PermanentProviderError("Meta did not confirm the webhook subscription")
+
+    def app_subscribed(self) -> bool:
+        """Whether an app is subscribed to the account's webhooks (``GET …/subscribed_apps``)."""
+        with self._client() as client:
+            answer = self._request(client, "GET", self._path(self.credentials.waba_id, "subscribed_apps"))
+        return bool(answer.get("data"))
+
     def check(self) -> HealthCheck:
-        """Read the phone number's own Graph object: proves the token reaches it."""
+        """Read the phone number's own Graph object (proves the token reaches it) and the
+        account's webhook subscription (without one, no message would ever arrive)."""
         try:
             with self._client() as client:
                 answer = self._request(
@@ -275,12 +291,12 @@ class WhatsAppCloudConnector(MessagingConnector):
                     self._path(self.credentials.phone_number_id),
                     params={"fields": "display_phone_number,verified_name,quality_rating"},
                 )
+            subscribed = self.app_subscribed()
         except ProviderError as exc:
             return HealthCheck(ok=False, detail=f"{exc.code or exc.status or 'error'}: {exc.message}")
-        return HealthCheck(
-            ok=True,
-            detail=(
-                f"{answer.get('display_phone_number', '?')} ({answer.get('verified_name', '?')}), "
-                f"quality {answer.get('quality_rating', 'unknown')}"
-            ),
-        )
+        number = (f"{answer.get('display_phone_number', '?')} ({answer.get('verified_name', '?')}), "
+                  f"quality {answer.get('quality_rating', 'unknown')}")
+        if not subscribed:
+            return HealthCheck(ok=False, detail=f"{number}; no app is subscribed to WABA {self.credentials.waba_id}'s "
+                                                "webhooks, so no message or status arrives")
+        return HealthCheck(ok=True, detail=f"{number}; webhooks subscribed")

@@ -443,12 +443,14 @@ def case_put_business_hours(client, t):
 @contextmanager
 def a_whatsapp_account(client, t) -> Iterator[None]:
     """Tenant A's whatsapp_cloud integration with one synced template and one mapping."""
+    from tests.support import sandbox_for
     from tests.whatsapp.whatsapp_support import add_template, new_phone_number_id
 
     runtime = client.app.state.runtime
-    put = client.put("/v1/integrations/whatsapp_cloud", headers=t["a"], json={"credentials": {
-        "phone_number_id": new_phone_number_id(), "waba_id": "1", "access_token": "a-token",
-        "app_secret": "a-secret", "verify_token": "a-verify"}})
+    with sandbox_for(runtime):  # the install subscribes the app at Meta
+        put = client.put("/v1/integrations/whatsapp_cloud", headers=t["a"], json={"credentials": {
+            "phone_number_id": new_phone_number_id(), "waba_id": "1", "access_token": "a-token",
+            "app_secret": "a-secret", "verify_token": "a-verify"}})
     assert put.status_code == 200, put.text
     from types import SimpleNamespace
 
