@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from hub.audit.keys import AuditKeys, audit_keys
 from hub.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from hub.db import insert_ignore, utcnow
+from hub.errors import Conflict
 
 log = structlog.get_logger("hub.audit")
 
@@ -151,6 +152,21 @@ def take_checkpoints(*, session: Session, chains: list[str] | None = None) -> li
         made.append(cp)
     session.flush()
     return made
+
+
+def current_checkpoint(*, session: Session, chain: str) -> Checkpoint | None:
+    """A checkpoint of the chain's head signed now (not stored), for a verifier that
+    asks; None when the chain has no rows. A head that looks tampered with is refused."""
+    keys = audit_keys(session)
+    head = session.get(AuditChainHead, chain)
+    if head is None or head.last_seq == 0:
+        return None
+    if (problem := _head_problem(session, keys, head, session.get(AuditCheckpoint, chain))) is not None:
+        log.error("audit chain head not checkpointed", chain=chain, seq=head.last_seq, reason=problem)
+        raise Conflict("the audit chain's head does not verify; an operator should run `hub audit verify`",
+                       code="audit_chain_broken")
+    return sign(keys, chain=chain, seq=head.last_seq, hash=head.last_hash, legacy_seq=head.legacy_seq,
+                at=utcnow())
 
 
 def latest_checkpoints(*, session: Session, chains: list[str] | None = None) -> list[Checkpoint]:

@@ -25,7 +25,7 @@ from hub.cli import app as cli
 from hub.runtime import build_runtime
 from hub.settings import MasterKey, Settings, new_master_key_entry
 from tests.audit.test_audit import record_some
-from tests.support import create_tenant
+from tests.support import bearer, create_client, create_tenant, get_token
 
 
 def record(runtime, chain, n):
@@ -329,3 +329,37 @@ class TestCommandLine:
         bad.write_text('[{"chain": "platform"}]')
         out = CliRunner().invoke(cli, ["audit", "verify", "--checkpoint", str(bad)])
         assert out.exit_code == 2 and "not a checkpoint" in out.output
+
+
+class TestCheckpointRoute:
+    def test_a_tenant_keeps_its_own_checkpoints_and_they_prove_a_cut_tail(self, client, runtime):
+        tenant_id = create_tenant(runtime)
+        token = bearer(get_token(client, create_client(runtime, tenant_id)))
+        record(runtime, str(tenant_id), 3)
+        r = client.get("/v1/audit/checkpoint", headers=token)
+        assert r.status_code == 200, r.text
+        saved = read_checkpoint_file(r.text)  # the body as it is, saved to a file
+        assert saved[0].chain == str(tenant_id) and saved[0].seq >= 3 and saved[0].public_key
+        with runtime.session_factory() as s:
+            assert s.get(AuditCheckpoint, str(tenant_id)) is None  # signed on demand, not stored
+        assert verify(runtime, str(tenant_id), saved).ok
+        cut_tail(runtime, str(tenant_id), keep=saved[0].seq - 1)
+        assert not verify(runtime, str(tenant_id), saved).ok
+
+    def test_platform_admins_read_the_platforms_and_any_tenants(self, client, runtime):
+        platform = bearer(get_token(client, create_client(runtime, None)))
+        tenant_id = create_tenant(runtime)
+        record(runtime, str(tenant_id), 1)
+        assert client.get("/v1/audit/checkpoint", headers=platform).json()["chain"] == "platform"
+        r = client.get(f"/v1/audit/checkpoint?tenant_id={tenant_id}", headers=platform)
+        assert r.status_code == 200 and r.json()["chain"] == str(tenant_id)
+
+    def test_a_tampered_head_is_not_signed(self, client, runtime):
+        tenant_id = create_tenant(runtime)
+        token = bearer(get_token(client, create_client(runtime, tenant_id)))
+        client.get("/v1/audit", headers=token)  # audited: the chain has a row
+        with runtime.engine.begin() as conn:
+            conn.execute(text("UPDATE audit_events SET outcome = 'failure' WHERE chain = :c"),
+                         {"c": str(tenant_id)})
+        r = client.get("/v1/audit/checkpoint", headers=token)
+        assert r.status_code == 409 and r.json()["error"]["code"] == "audit_chain_broken"
