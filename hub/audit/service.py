@@ -148,8 +148,8 @@ def verify_chain(*, session: Session, chain: str, checkpoints: Iterable[Checkpoi
     from hub.audit.checkpoints import Checkpoint
 
     keys = audit_keys(session)
+    stored = session.get(AuditCheckpoint, chain)  # before the head: never newer than it
     head = session.get(AuditChainHead, chain)
-    stored = session.get(AuditCheckpoint, chain)
     known = [cp for cp in checkpoints if cp.chain == chain]
     if stored is not None:
         known.append(Checkpoint.of(stored))
@@ -161,36 +161,46 @@ def verify_chain(*, session: Session, chain: str, checkpoints: Iterable[Checkpoi
             return ChainVerdict(chain, 0, False, min(cp.legacy_seq, legacy_seq) + 1,
                                 f"the chain's unkeyed prefix was moved from seq {cp.legacy_seq} to {legacy_seq} "
                                 f"since the checkpoint at seq={cp.seq}")
-    expected = {cp.seq: cp for cp in known}
+    expected: dict[int, Checkpoint] = {}
+    for cp in known:
+        if (other := expected.setdefault(cp.seq, cp)).hash != cp.hash:
+            return ChainVerdict(chain, 0, False, cp.seq, f"checkpoints signed at {other.signed_at} and "
+                                f"{cp.signed_at} disagree about row seq={cp.seq}")
     reach = max(expected, default=None)
     prev_hash, expected_seq, checked = GENESIS_HASH, 1, 0
-    while True:
-        rows = list(session.scalars(
+    while True:  # walk, then read the head; rows appended meanwhile are walked too
+        walked = checked
+        while rows := list(session.scalars(
             select(AuditEvent).where(AuditEvent.chain == chain, AuditEvent.seq >= expected_seq)
             .order_by(AuditEvent.seq).limit(batch)
-        ))
-        if not rows:
+        )):
+            for event in rows:
+                if event.seq != expected_seq:
+                    return ChainVerdict(chain, checked, False, expected_seq, "row missing", reach)
+                if event.prev_hash != prev_hash:
+                    return ChainVerdict(chain, checked, False, event.seq, "link to the previous row is broken",
+                                        reach)
+                if (problem := row_problem(keys, event, prev_hash, legacy_seq)) is not None:
+                    return ChainVerdict(chain, checked, False, event.seq, problem, reach)
+                cp = expected.get(event.seq)
+                if cp is not None and cp.hash != event.hash:
+                    return ChainVerdict(chain, checked, False, event.seq,
+                                        f"row differs from the checkpoint signed at {cp.signed_at}", reach)
+                prev_hash, expected_seq, checked = event.hash, expected_seq + 1, checked + 1
+        head = session.scalars(select(AuditChainHead).where(AuditChainHead.chain == chain)
+                               .execution_options(populate_existing=True)).one_or_none()
+        if head is None or head.last_seq <= checked or checked == walked:
             break
-        for event in rows:
-            if event.seq != expected_seq:
-                return ChainVerdict(chain, checked, False, expected_seq, "row missing", reach)
-            if event.prev_hash != prev_hash:
-                return ChainVerdict(chain, checked, False, event.seq, "link to the previous row is broken", reach)
-            if (problem := row_problem(keys, event, prev_hash, legacy_seq)) is not None:
-                return ChainVerdict(chain, checked, False, event.seq, problem, reach)
-            cp = expected.get(event.seq)
-            if cp is not None and cp.hash != event.hash:
-                return ChainVerdict(chain, checked, False, event.seq,
-                                    f"row differs from the checkpoint signed at {cp.signed_at}", reach)
-            prev_hash, expected_seq, checked = event.hash, expected_seq + 1, checked + 1
     if reach is not None and reach > checked:
         return ChainVerdict(chain, checked, False, checked + 1,
                             f"rows after this one were removed: a checkpoint signed at {expected[reach].signed_at} "
                             f"saw the chain at seq={reach}", reach)
     if head is None and checked:
         return ChainVerdict(chain, checked, False, checked, "the chain's head is missing", reach)
-    if head is not None and (head.last_seq != checked or head.last_hash != prev_hash):
+    if head is not None and head.last_seq > checked:
         return ChainVerdict(chain, checked, False, checked + 1, "rows after this one were removed", reach)
+    if head is not None and (head.last_seq != checked or head.last_hash != prev_hash):
+        return ChainVerdict(chain, checked, False, checked, "the chain's head does not match its last row", reach)
     return ChainVerdict(chain, checked, True, checkpoint_seq=reach)
 
 

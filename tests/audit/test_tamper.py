@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 import uuid
 
 import pytest
@@ -188,6 +189,19 @@ class TestIntactChains:
         second = checkpoint(runtime, chain)
         verdict = verify(runtime, chain, [first, second])
         assert verdict.ok and verdict.checked == 7 and verdict.checkpoint_seq == 7
+
+    def test_a_chain_growing_while_it_is_verified_verifies(self, runtime):
+        chain = str(create_tenant(runtime))
+        record(runtime, chain, 5)
+        checkpoint(runtime, chain)
+        writer = threading.Thread(target=lambda: [record(runtime, chain, 1) for _ in range(60)])
+        writer.start()
+        verdicts = []
+        while writer.is_alive() or not verdicts:
+            verdicts.append(verify(runtime, chain))
+        writer.join()
+        assert all(v.ok for v in verdicts), [v for v in verdicts if not v.ok][:1]
+        assert verify(runtime, chain).checked == 65
 
     def test_rows_and_checkpoints_verify_across_a_master_key_rotation(self, runtime, settings):
         chain = str(create_tenant(runtime))
