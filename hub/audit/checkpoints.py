@@ -187,7 +187,8 @@ def export(checkpoints: list[Checkpoint], path: Path | None) -> None:
     """Copy checkpoints out of the database: to the log stream always, and appended as
     JSON lines to ``path`` when one is set (HUB_AUDIT_CHECKPOINT_FILE)."""
     for cp in checkpoints:
-        log.info("audit checkpoint", checkpoint=json.loads(cp.to_json()))
+        # one JSON string, as the file holds it: a field named "signature" would be redacted
+        log.info("audit checkpoint", checkpoint=cp.to_json())
     if path is not None and checkpoints:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as out:

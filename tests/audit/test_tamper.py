@@ -8,6 +8,7 @@ rewound head both verified.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -19,10 +20,11 @@ from sqlalchemy import select, text, update
 from typer.testing import CliRunner
 
 from hub.audit import service as audit
-from hub.audit.checkpoints import Checkpoint, read_checkpoint_file, take_checkpoints
+from hub.audit.checkpoints import Checkpoint, export, read_checkpoint_file, take_checkpoints
 from hub.audit.keys import AuditKeys, audit_keys
 from hub.audit.models import GENESIS_HASH, AuditChainHead, AuditCheckpoint, AuditEvent
 from hub.cli import app as cli
+from hub.logs import configure_logging
 from hub.runtime import build_runtime
 from hub.settings import MasterKey, Settings, new_master_key_entry
 from tests.audit.test_audit import record_some
@@ -294,6 +296,19 @@ class TestCheckpointJob:
         assert [(cp.chain, cp.seq) for cp in exported] == sorted([(a, 2), (b, 1)]) + [(a, 3)]
         assert all(cp.public_key for cp in exported)
 
+    def test_the_log_line_is_a_checkpoint_that_verifies(self, runtime):
+        # (tests/conftest.py puts the logging configuration back after the test)
+        stream = io.StringIO()
+        configure_logging("INFO", stream=stream)
+        chain = str(create_tenant(runtime))
+        record(runtime, chain, 2)
+        with runtime.session_factory() as s, s.begin():
+            export(take_checkpoints(session=s), None)
+        lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+        logged = [line["checkpoint"] for line in lines if line["event"] == "audit checkpoint"]
+        [cp] = read_checkpoint_file("\n".join(logged))
+        assert cp.seq == 2 and verify(runtime, chain, [cp]).ok
+
     def test_a_tampered_head_is_not_signed(self, runtime):
         chain = str(create_tenant(runtime))
         record(runtime, chain, 3)
@@ -324,6 +339,8 @@ class TestCommandLine:
 
         ok = CliRunner().invoke(cli, ["audit", "verify", "--checkpoint", str(kept)])
         assert ok.exit_code == 0 and "reaches checkpoint seq=4" in ok.output, ok.output
+        one = CliRunner().invoke(cli, ["audit", "checkpoint", "--tenant", "b"])
+        assert [json.loads(line)["chain"] for line in one.stdout.splitlines()] == [b]
         cut_tail(runtime, a, keep=2)
         with runtime.engine.begin() as conn:  # chain b removed whole
             conn.execute(text("DELETE FROM audit_events WHERE chain = :c"), {"c": b})
@@ -334,6 +351,8 @@ class TestCommandLine:
         assert broken.exit_code == 1
         assert f"BROKEN  {a}  first broken row seq=3: rows after this one were removed" in broken.output
         assert f"BROKEN  {b}  first broken row seq=1" in broken.output
+        only_a = CliRunner().invoke(cli, ["audit", "verify", "--tenant", "a", "--checkpoint", str(kept)])
+        assert only_a.exit_code == 1 and b not in only_a.stdout and "seq=3" in only_a.stdout
 
     def test_a_checkpoint_file_that_does_not_parse_is_named(self, runtime, env, tmp_path):
         bad = tmp_path / "bad.jsonl"
