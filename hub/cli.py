@@ -10,13 +10,13 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from hub.audit.cli import audit_app
 from hub.settings import Settings, SettingsError
 
 app = typer.Typer(help="Integrations Hub", no_args_is_help=True, pretty_exceptions_enable=False)
 tenants_app = typer.Typer(help="Manage tenants", no_args_is_help=True)
 keys_app = typer.Typer(help="Master keys and the vault", no_args_is_help=True)
 admin_app = typer.Typer(help="Platform administration", no_args_is_help=True)
-audit_app = typer.Typer(help="The audit log", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(admin_app, name="admin")
@@ -533,33 +533,6 @@ def admin_create_client(
     else:
         typer.echo(f"client_id:     {client.client_id}\nclient_secret: {secret}\nscopes:        "
                    f"{' '.join(client.scopes)}\n(the secret is shown only now)")
-
-
-@audit_app.command("verify")
-def audit_verify(tenant: Annotated[str | None, typer.Option(help="tenant id or slug; default every chain")] = None
-                 ) -> None:
-    """Walk the audit hash chains; name the first broken row."""
-    from hub.audit import service as audit
-    from hub.errors import HubError
-    from tenants import service as tenants
-
-    runtime = runtime_or_exit(load_settings())
-    with runtime.session_factory() as session:
-        try:
-            chains = ([audit.chain_of(tenants.find_tenant(session=session, ref=tenant).id)] if tenant
-                      else audit.all_chains(session=session))
-        except HubError as exc:
-            fail(exc.message)
-        broken = 0
-        for chain in chains:
-            verdict = audit.verify_chain(session=session, chain=chain)
-            if verdict.ok:
-                typer.echo(f"ok      {chain}  {verdict.checked} rows")
-            else:
-                broken += 1
-                typer.echo(f"BROKEN  {chain}  first broken row seq={verdict.broken_seq}: {verdict.reason}")
-    if broken:
-        raise typer.Exit(1)
 
 
 # --- test messages --------------------------------------------------------------------

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
                                "maintenance); empty = all of them")
     heartbeat_file: Path | None = Field(None, description="a file `hub relay`, `hub worker` and `hub beat` touch "
                                         "while healthy, for an exec liveness probe; empty = none")
+    audit_checkpoint_file: Path | None = Field(None, description="a file the minute's audit checkpoint job "
+                                               "appends each signed checkpoint to (JSON lines), kept outside the "
+                                               "database; empty = log them only")
 
     @field_validator("log_level")
     @classmethod
