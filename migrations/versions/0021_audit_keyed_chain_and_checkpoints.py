@@ -21,7 +21,7 @@ and the two columns removed. Run ``hub audit verify`` first: the re-hash does no
 the HMACs it replaces.
 
 Revision ID: 0021
-Revises: 0018
+Revises: 0023
 Create Date: 2026-12-06 04:10:00
 """
 import hashlib
@@ -34,7 +34,7 @@ from alembic import op
 import hub.db
 
 revision: str = '0021'
-down_revision: str | None = '0018'
+down_revision: str | None = '0023'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

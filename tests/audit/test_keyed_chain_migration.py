@@ -56,7 +56,7 @@ def plain_chain_holds(url: str, chain: str) -> bool:
 
 def test_old_rows_stay_plain_new_rows_are_keyed_and_downgrade_rehashes_them(database_url, settings):
     chain = str(uuid.uuid4())
-    downgrade(database_url, "0018")
+    downgrade(database_url, "0023")
     write_plain_chain(database_url, chain, 3)
     upgrade(database_url)
 
@@ -75,7 +75,7 @@ def test_old_rows_stay_plain_new_rows_are_keyed_and_downgrade_rehashes_them(data
     finally:
         runtime.close()
 
-    downgrade(database_url, "0018")
+    downgrade(database_url, "0023")
     assert plain_chain_holds(database_url, chain)
     upgrade(database_url)
     runtime = build_runtime(settings)
