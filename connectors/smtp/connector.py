@@ -25,7 +25,8 @@ from connectors.base import (
     TransientProviderError,
     WebhookRequest,
 )
-from connectors.smtp.compose import compose_email, domain_of, message_id_for
+from connectors.smtp.compose import compose_email, domain_of, message_id_for, verify_generated_headers
+from connectors.smtp.headers import check_header_text
 
 Security = Literal["none", "starttls", "tls"]
 
@@ -57,6 +58,12 @@ class SmtpCredentials(BaseModel):
         if not at or not local or not domain or any(ch.isspace() or ch in '<>,;"' for ch in value):
             raise ValueError("must be a bare address like agenda@clinica.com.br")
         return value
+
+    @field_validator("from_name")
+    @classmethod
+    def _one_line_name(cls, value: str | None) -> str | None:
+        # a display name is header text: no line break, even one spelled as an encoded-word
+        return check_header_text(value) if value else value
 
 
 class SmtpConfig(BaseModel):
@@ -173,6 +180,7 @@ class SmtpConnector(MessagingConnector):
         email = compose_email(
             message, from_address=creds.from_address, from_name=creds.from_name, message_id=message_id
         )
+        verify_generated_headers(email)
         try:
             with self._session() as smtp:
                 smtp.send_message(email, from_addr=creds.from_address, to_addrs=[email["To"].addresses[0].addr_spec])
