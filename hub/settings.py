@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     sandbox: bool | None = Field(
         None, description="point every connector at the local sandbox; default: on in development"
     )
+    allow_private_targets: bool | None = Field(
+        None, description="let tenant-supplied addresses (an SMTP host) be loopback, private, link-local or "
+        "other non-public addresses; default: on in development, off in production")
     # Platform-level provider credentials (tenants bring their own per integration).
     twilio_account_sid: str = Field("", description="main Twilio account that provisions subaccounts")
     twilio_auth_token: SecretStr = Field(SecretStr(""), description="its auth token")
@@ -129,6 +132,13 @@ class Settings(BaseSettings):
                                "maintenance); empty = all of them")
     heartbeat_file: Path | None = Field(None, description="a file `hub relay`, `hub worker` and `hub beat` touch "
                                         "while healthy, for an exec liveness probe; empty = none")
+
+    @field_validator("smtp_from_name")
+    @classmethod
+    def _one_line_from_name(cls, v: str) -> str:
+        from connectors.smtp.headers import check_header_text
+
+        return check_header_text(v) if v else v
 
     @field_validator("log_level")
     @classmethod
@@ -154,6 +164,12 @@ class Settings(BaseSettings):
     @property
     def use_relay_in_process(self) -> bool:
         return self.relay_in_process if self.relay_in_process is not None else not self.redis_url
+
+    @property
+    def allows_private_targets(self) -> bool:
+        if self.allow_private_targets is not None:
+            return self.allow_private_targets
+        return not self.is_production
 
     @property
     def use_sandbox(self) -> bool:
