@@ -139,6 +139,10 @@ class _GuardedSMTP(smtplib.SMTP):
 class _GuardedSMTP_SSL(smtplib.SMTP_SSL, _GuardedSMTP):  # noqa: N801 - smtplib's name
     """TLS from the first byte over the guarded socket (SMTP_SSL wraps what _GuardedSMTP connects)."""
 
+    def __init__(self, *args, network: NetworkGuard, **kwargs) -> None:
+        self._network = network
+        smtplib.SMTP_SSL.__init__(self, *args, **kwargs)
+
 
 def _connected(creds: SmtpCredentials, *, helo: str, timeout: float, context: ssl.SSLContext,
                network: NetworkGuard) -> smtplib.SMTP:
