@@ -69,6 +69,8 @@ def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 
 def is_public(address: IPAddress) -> bool:
     """True for an address anyone on the Internet could reach; False for the hub's neighbours."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return is_public(address.ipv4_mapped)  # ::ffff:a.b.c.d is a.b.c.d on a dual-stack socket
     inner = embedded_ipv4(address)
     if inner is not None and not is_public(inner):
         return False
