@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from connectors.base import Connector
+from connectors.netguard import NetworkGuard
 from hub.errors import Invalid, Unavailable
 from hub.runtime import Runtime
 from tenants import service as tenants
@@ -30,6 +31,12 @@ def provider_base_url(runtime: Runtime) -> str | None:
         raise Unavailable("sandbox mode is on but no sandbox is running (set HUB_SANDBOX_URL)",
                           code="sandbox_unavailable")
     return runtime.sandbox_url
+
+
+def network_guard(runtime: Runtime) -> NetworkGuard:
+    """Where connectors may connect for a tenant: public addresses only, unless
+    HUB_ALLOW_PRIVATE_TARGETS (default: on in development, off in production)."""
+    return NetworkGuard(allow_private=runtime.settings.allows_private_targets)
 
 
 def secret_fields(runtime: Runtime, kind: str) -> frozenset[str] | None:
@@ -72,8 +79,7 @@ def connector_for(runtime: Runtime, session: Session, integration: Integration, 
     except ValueError as exc:
         raise Invalid(f"stored {integration.kind} credentials are incomplete: {exc}") from exc
     return cls(credentials=credentials, config=platform_config(runtime, integration.kind, integration.config),
-               base_url=provider_base_url(runtime),
-               timeout=timeout)
+               base_url=provider_base_url(runtime), timeout=timeout, network=network_guard(runtime))
 
 
 # How long a worker thread reuses a connector (its HTTP keep-alive connections and

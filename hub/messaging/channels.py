@@ -208,12 +208,15 @@ def _sandbox_smtp_values(runtime: Runtime, *, connect: bool) -> dict[str, Any]:
 
 def platform_smtp(runtime: Runtime, *, timeout: float) -> SmtpConnector:
     """A connector for the platform's default relay (raises Conflict when none is configured)."""
+    from connectors.netguard import NetworkGuard
     from connectors.smtp import SmtpConnector, SmtpCredentials
 
     values = platform_smtp_values(runtime)
     if values is None:
         raise Conflict("no platform SMTP relay (HUB_SMTP_URL)", code="no_sending_integration")
-    return SmtpConnector(credentials=SmtpCredentials.model_validate(values), timeout=timeout)
+    # the operator chose this relay, not a tenant: an internal one is fine
+    return SmtpConnector(credentials=SmtpCredentials.model_validate(values), timeout=timeout,
+                         network=NetworkGuard(allow_private=True))
 
 
 def email_headers(session: Session, runtime: Runtime, tenant_id: uuid.UUID,
