@@ -4,12 +4,13 @@ its cap.
 FastAPI reads and parses a route's body before it solves the route's dependencies,
 so ``authenticate`` alone ran after a 50 MB JSON body had been read (and the NUL
 guard reads JSON bodies even earlier, as middleware). This middleware, outside both,
-finds the operation a request is for (in the OpenAPI document: its ``security``);
-when it takes a token and the request may carry a body, the token is verified here first (``verify_bearer``: 401 or 429
-without reading a byte) and the principal handed to ``authenticate``. Then the body
-is capped while it streams: ``HUB_MAX_BODY_BYTES`` unless the route declares its own
-``x-max-body-size`` (``openapi_extra``); a declared ``Content-Length`` past the cap is refused at once, a
-chunked body as soon as its bytes pass it, with ``413 payload_too_large``.
+finds the route a request is for; when the route takes a token (``authenticate`` is
+among its dependencies) and the request may carry a body, the token is verified here
+first (``verify_bearer``: 401 or 429 without reading a byte) and the principal handed
+to ``authenticate``. Then the body is capped while it streams: ``HUB_MAX_BODY_BYTES``
+unless the route declares its own ``max_body_size`` (FastAPI's route option); a
+declared ``Content-Length`` past the cap is refused at once, a chunked body as soon as
+its bytes pass it, with ``413 payload_too_large``.
 
 Starlette's own ``RequestBodyLimitMiddleware`` answers in plain text from outside the
 hub's middleware (no error envelope, request id or security headers), hence this one.
@@ -20,12 +21,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from fastapi import routing
+from fastapi.dependencies.models import Dependant
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from hub.auth.deps import verify_bearer
+from hub.auth.deps import authenticate, verify_bearer
 from hub.errors import HubError
 
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -44,21 +47,27 @@ def _too_large(cap: int) -> JSONResponse:
                         status_code=413, headers={"Connection": "close"})
 
 
-_PARAM = re.compile(r"\\{[^}/]+\\}")
+def _takes_token(dependant: Dependant) -> bool:
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        if current.call is authenticate:
+            return True
+        stack.extend(current.dependencies)
+    return False
 
 
-def route_table(app: Any) -> list[tuple[re.Pattern[str], str, bool, int | None]]:
-    """(path pattern, method, takes a token, declared body cap) of every documented
-    operation, from the OpenAPI document: an operation with a ``security`` requirement
-    takes a token (``authenticate`` declares the bearer scheme); ``x-max-body-size``
-    raises a route's cap."""
+def route_table(app: Any) -> list[tuple[re.Pattern[str], frozenset[str], bool, int | None]]:
+    """(path pattern, methods, takes a token, declared body cap) of every API route, in
+    the order the router tries them: a route takes a token when ``authenticate`` is
+    among its dependencies; FastAPI's ``max_body_size=`` on a route raises its cap."""
     table = []
-    for path, operations in app.openapi().get("paths", {}).items():
-        pattern = re.compile("^" + _PARAM.sub("[^/]+", re.escape(path)) + "$")
-        for method, operation in operations.items():
-            if isinstance(operation, dict):
-                table.append((pattern, method.upper(), bool(operation.get("security")),
-                              operation.get("x-max-body-size")))
+    for route in routing.iter_route_contexts(app.routes):
+        dependant = getattr(route, "dependant", None)
+        if dependant is None or getattr(route, "path_regex", None) is None:
+            continue
+        table.append((route.path_regex, frozenset(route.methods or ()), _takes_token(dependant),
+                      getattr(route, "max_body_size", None)))
     return table
 
 
@@ -67,15 +76,15 @@ class AuthenticateBeforeBody:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self._table: list[tuple[re.Pattern[str], str, bool, int | None]] | None = None
+        self._table: list[tuple[re.Pattern[str], frozenset[str], bool, int | None]] | None = None
 
     def _route(self, scope: dict) -> tuple[bool, int | None]:
-        """(takes a token, its declared body cap) of the operation ``scope`` is for."""
+        """(takes a token, its declared body cap) of the route ``scope`` is for."""
         if self._table is None:
             self._table = route_table(scope["app"])
         path, method = scope["path"], scope["method"]
-        for pattern, route_method, takes_token, cap in self._table:
-            if route_method == method and pattern.match(path):
+        for pattern, methods, takes_token, cap in self._table:
+            if method in methods and pattern.match(path):
                 return takes_token, cap
         return False, None
 
