@@ -204,3 +204,13 @@ class TestForwardedFor:
 
         with pytest.raises(ValueError, match="not an IP address"):
             Settings(trusted_proxies="127.0.0.1,the-ingress")
+
+
+class TestRouteCaps:
+    def test_a_broadcast_may_be_larger_than_the_default_cap(self, client, tenant):
+        token = get_token(client, tenant)
+        # 200 recipients: past the 4 KiB default cap of these tests, well within the route's own 16 MiB
+        recipients = [{"to": f"+1415555{i:04d}", "data": {"name": "N" * 20}} for i in range(200)]
+        r = client.post("/v1/broadcasts", headers=bearer(token),
+                        json={"template": "no-such-template", "recipients": recipients})
+        assert r.status_code != 413, r.text
