@@ -92,11 +92,10 @@ def bearer_token(authorization: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def verify_bearer(runtime: Runtime, request: Request, session) -> Principal:
-    """The principal of the request's bearer token: 429 for an address past its failure
-    limit, 401 invalid_token (counted and audited) for a missing or bad token."""
+def verify_bearer(runtime: Runtime, request: Request, session, token: str | None) -> Principal:
+    """The principal of a bearer ``token``: 429 for an address past its failure limit,
+    401 invalid_token (counted and audited) for a missing or bad token."""
     refuse_if_failing(runtime, request)
-    token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise authentication_failed(runtime, request, InvalidToken("missing bearer token"))
     try:
@@ -123,7 +122,6 @@ def _tenant_limit(session, tenant_id: uuid.UUID) -> int:
 def authenticate(
     request: Request,
     session: DbSession,
-    # declared for the OpenAPI security scheme; the header is read by verify_bearer
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Iterator[Principal]:
     """Verify the bearer token, count the request against its tenant's limit, and
@@ -132,7 +130,8 @@ def authenticate(
     # a request with a body had its token checked before the body was read (hub.auth.perimeter)
     principal = request.scope.get("state", {}).get("principal")
     if principal is None:
-        principal = verify_bearer(runtime, request, session)
+        token = credentials.credentials if credentials and credentials.scheme.lower() == "bearer" else None
+        principal = verify_bearer(runtime, request, session, token or None)
     structlog.contextvars.bind_contextvars(tenant_id=str(principal.tenant_id) if principal.tenant_id else None,
                                            client_id=principal.client_id)
     if principal.tenant_id is not None:

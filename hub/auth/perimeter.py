@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from hub.auth.deps import authenticate, verify_bearer
+from hub.auth.deps import authenticate, bearer_token, verify_bearer
 from hub.errors import HubError
 
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -136,4 +136,4 @@ class AuthenticateBeforeBody:
     @staticmethod
     def _verify(runtime: Any, request: Request) -> Any:
         with runtime.session_factory() as session:
-            return verify_bearer(runtime, request, session)
+            return verify_bearer(runtime, request, session, bearer_token(request.headers.get("authorization")))
