@@ -77,9 +77,11 @@ class RateLimits:
         so far in this window, how many the previous window saw). Shared by every
         process through the same storage as the limits."""
         window = int(time.time() // window_seconds)
-        key = f"count/{bucket}/{window}"
-        now = self.storage.incr(key, window_seconds * 2)
-        previous = self.storage.get(f"count/{bucket}/{window - 1}") if now == 1 else 0
+        try:
+            now = self.storage.incr(f"count/{bucket}/{window}", window_seconds * 2)
+            previous = self.storage.get(f"count/{bucket}/{window - 1}") if now == 1 else 0
+        except Exception as exc:  # limits wraps every storage error in its own type
+            raise Unavailable("rate limit storage unreachable", code="rate_limit_unavailable") from exc
         return now, previous
 
     def take_turn(self, lane: str, per_second: float, *, max_wait: float) -> float | None:

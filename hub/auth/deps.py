@@ -17,7 +17,7 @@ from hub.audit import service as audit
 from hub.auth.scopes import PLATFORM_ADMIN
 from hub.auth.service import InsufficientScope, InvalidToken, Principal, verify_token
 from hub.deps import DbSession, get_runtime
-from hub.errors import Forbidden, RateLimited
+from hub.errors import Forbidden, RateLimited, Unavailable
 from hub.runtime import Runtime
 from tenants.models import Tenant
 from tenants.plans import PLANS
@@ -45,7 +45,7 @@ def record_failed_auth(runtime: Runtime, request: Request, reason: str, client_i
     ip = client_ip(request)
     try:
         seen, previous = runtime.rate_limits.count_in_window(f"auth-failed:{ip}", AUDIT_WINDOW_SECONDS)
-    except Exception:  # storage unreachable: every failure is audited rather than none
+    except Unavailable:  # storage unreachable: every failure is audited rather than none
         log.warning("auth failure counter unreachable; auditing this failure on its own")
         seen, previous = 1, None
     if seen > 1:
@@ -68,10 +68,8 @@ def refuse_if_failing(runtime: Runtime, request: Request) -> None:
     even looked at (the refusal is counted, not audited)."""
     state = runtime.rate_limits.peek(_failure_bucket(request), runtime.settings.auth_failure_rate_limit)
     if not state.allowed:
-        try:
-            runtime.rate_limits.count_in_window(f"auth-failed:{client_ip(request)}", AUDIT_WINDOW_SECONDS)
-        except Exception:
-            log.warning("auth failure counter unreachable")
+        # counted for the next audit row's tally (peek above reached the same storage)
+        runtime.rate_limits.count_in_window(f"auth-failed:{client_ip(request)}", AUDIT_WINDOW_SECONDS)
         raise RateLimited(
             f"too many failed authentications from this address; retry in {state.retry_after()} s",
             headers={"Retry-After": str(state.retry_after()), **state.headers()},
