@@ -64,11 +64,41 @@ class TestBadTokenFlood:
         assert codes == [401] * FAILURE_LIMIT + [429] * 2
         assert failed_auth_rows(runtime, "203.0.113.8") == 1
 
-    def test_the_next_window_row_carries_the_count_of_the_last(self, runtime):
-        """The aggregation counter, shared by processes through the limits' storage."""
-        bucket = "auth-failed:192.0.2.1"
-        counts = [runtime.rate_limits.count_in_window(bucket, 3600)[0] for _ in range(4)]
-        assert counts == [1, 2, 3, 4]
+    @pytest.mark.redis
+    def test_two_api_processes_share_the_limit_and_the_single_row_through_redis(self, settings, request):
+        import uuid
+
+        from hub.app import create_app
+        from hub.runtime import build_runtime
+
+        shared = settings.model_copy(update={"redis_url": request.getfixturevalue("redis_url"),
+                                             "redis_prefix": f"{settings.redis_prefix}{uuid.uuid4().hex[:8]}:"})
+        first, second = build_runtime(shared), build_runtime(shared)
+        try:
+            with client_at(create_app(runtime=first), "203.0.113.9") as one, \
+                    client_at(create_app(runtime=second), "203.0.113.9") as two:
+                codes = [(one if i % 2 else two).get("/v1/tenant", headers=bearer("bad")).status_code
+                         for i in range(FAILURE_LIMIT + 4)]
+            assert codes == [401] * FAILURE_LIMIT + [429] * 4
+            assert failed_auth_rows(first, "203.0.113.9") == 1
+        finally:
+            first.close()
+            second.close()
+
+    def test_the_first_count_of_a_window_carries_the_total_of_the_last(self, runtime):
+        """What the next audit row reports (``failures_previous_window``), on one-second
+        windows: counted until the window rolls, then the tally of the one before."""
+        import time
+
+        bucket, last, deadline = "auth-failed:192.0.2.1", 0, time.monotonic() + 30
+        while True:
+            seen, previous = runtime.rate_limits.count_in_window(bucket, 1)
+            if seen == 1 and last:
+                assert previous == last
+                return
+            assert seen == last + 1 or seen == 1
+            last = seen
+            assert time.monotonic() < deadline, "the window never rolled"
 
 
 # --- bodies: read only after the token, never past the cap ------------------------
