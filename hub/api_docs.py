@@ -15,7 +15,15 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagge
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from hub.security_headers import DOCS_PAGE_HEADERS
+
 ASSETS_PATH = "/static/api-docs"
+
+
+def _docs_page(page: HTMLResponse) -> HTMLResponse:
+    """The docs pages run the hub's own scripts: their CSP allows those, nothing else."""
+    page.headers.update(DOCS_PAGE_HEADERS)
+    return page
 
 
 def install_api_docs(app: FastAPI) -> None:
@@ -30,20 +38,20 @@ def install_api_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         base = root(request)
-        return get_swagger_ui_html(
+        return _docs_page(get_swagger_ui_html(
             openapi_url=base + app.openapi_url, title=title, oauth2_redirect_url=base + "/docs/oauth2-redirect",
             swagger_js_url=f"{base}{ASSETS_PATH}/swagger-ui-bundle.js",
             swagger_css_url=f"{base}{ASSETS_PATH}/swagger-ui.css",
             swagger_favicon_url=f"{base}{ASSETS_PATH}/favicon.png",
-        )
+        ))
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
+        return _docs_page(get_swagger_ui_oauth2_redirect_html())
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         base = root(request)
-        return get_redoc_html(openapi_url=base + app.openapi_url, title=title,
+        return _docs_page(get_redoc_html(openapi_url=base + app.openapi_url, title=title,
                               redoc_js_url=f"{base}{ASSETS_PATH}/redoc.standalone.js",
-                              redoc_favicon_url=f"{base}{ASSETS_PATH}/favicon.png", with_google_fonts=False)
+                              redoc_favicon_url=f"{base}{ASSETS_PATH}/favicon.png", with_google_fonts=False))

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from hub.errors import HubError
 from hub.runtime import Runtime, build_runtime
@@ -256,6 +257,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     from hub.audit.api import router as audit_router
     from hub.auth.api import router as auth_router
+    from hub.auth.perimeter import AuthenticateBeforeBody
     from hub.broadcasts.api import router as broadcasts_router
     from hub.calendar.api import public_router as google_callback_router
     from hub.calendar.api import router as calendar_router
@@ -268,6 +270,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from hub.onboarding.api import router as onboarding_router
     from hub.platform.api import router as platform_router
     from hub.ratelimit import RateLimitHeadersMiddleware
+    from hub.security_headers import SecurityHeadersMiddleware
     from hub.templates.api import router as templates_router
     from hub.webhooks.api import router as webhooks_router
     from hub.whatsapp.api import router as whatsapp_router
@@ -281,6 +284,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                    audit_router):
         app.include_router(router)
     app.add_middleware(RejectNulCharacters)  # innermost: its refusals carry the request id and limits
+    # before anything reads a body: the token checked, then the body capped while it streams
+    app.add_middleware(AuthenticateBeforeBody)
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
+    if settings.trusted_proxy_list:
+        # outermost: rate limits and audit rows see the client the trusted proxy names
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
     return app

@@ -87,7 +87,9 @@ def serve(
         workers=workers,
         log_config=None,
         access_log=False,
-        proxy_headers=True,
+        # X-Forwarded-For is believed only from HUB_TRUSTED_PROXIES, by the app itself
+        # (hub.app); uvicorn's own default would trust any process on 127.0.0.1
+        proxy_headers=False,
         # event streams (/v1/events/stream) never end on their own: without a limit a
         # stop would wait for them forever; cancelled, their clients reconnect with Last-Event-ID
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,

@@ -62,6 +62,28 @@ class RateLimits:
             raise Unavailable("rate limit storage unreachable", code="rate_limit_unavailable") from exc
         return LimitState(per_minute, stats.remaining, stats.reset_time, allowed)
 
+    def peek(self, bucket: str, per_minute: int) -> LimitState:
+        """Where ``bucket`` stands, counting nothing: ``allowed`` when one more would pass."""
+        item = RateLimitItemPerMinute(per_minute)
+        try:
+            allowed = self.limiter.test(item, bucket)
+            stats = self.limiter.get_window_stats(item, bucket)
+        except Exception as exc:  # limits wraps every storage error in its own type
+            raise Unavailable("rate limit storage unreachable", code="rate_limit_unavailable") from exc
+        return LimitState(per_minute, stats.remaining, stats.reset_time, allowed)
+
+    def count_in_window(self, bucket: str, window_seconds: int) -> tuple[int, int]:
+        """Count one occurrence in the current fixed window of ``bucket``: (how many
+        so far in this window, how many the previous window saw). Shared by every
+        process through the same storage as the limits."""
+        window = int(time.time() // window_seconds)
+        try:
+            now = self.storage.incr(f"count/{bucket}/{window}", window_seconds * 2)
+            previous = self.storage.get(f"count/{bucket}/{window - 1}") if now == 1 else 0
+        except Exception as exc:  # limits wraps every storage error in its own type
+            raise Unavailable("rate limit storage unreachable", code="rate_limit_unavailable") from exc
+        return now, previous
+
     def take_turn(self, lane: str, per_second: float, *, max_wait: float) -> float | None:
         """Wait until one more send on ``lane`` stays within ``per_second`` over any
         second (or, under 1/s, one send per ``1/per_second`` seconds) and count it: None

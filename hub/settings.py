@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass
@@ -82,6 +83,12 @@ class Settings(BaseSettings):
     token_rate_limit: int = Field(30, ge=1, description="token requests per minute per client IP")
     public_rate_limit: int = Field(300, ge=1, description="unauthenticated requests per minute per client IP")
     platform_rate_limit: int = Field(6000, ge=1, description="requests per minute per platform client")
+    auth_failure_rate_limit: int = Field(30, ge=1, description="failed bearer authentications per minute per "
+                                         "client IP; more get a 429 (and one audit row per IP per minute)")
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=100 * 1_048_576, description="largest request body of "
+                                "an API route, in bytes (413 past it); provider webhooks have their own 1 MB cap")
+    trusted_proxies: str = Field("", description="comma-separated IPs/CIDRs of the proxies whose "
+                                 "X-Forwarded-For/-Proto are believed; empty = none (the peer address counts)")
     sandbox_url: str = Field("", description="base URL of a running sandbox; empty = start one in-process")
     delivery_max_attempts: int = Field(5, ge=1, le=50, description="provider attempts before a message is dead")
     delivery_retry_base_seconds: float = Field(
@@ -148,6 +155,22 @@ class Settings(BaseSettings):
         from connectors.smtp.headers import check_header_text
 
         return check_header_text(v) if v else v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, v: str) -> str:
+        for item in (part.strip() for part in v.split(",")):
+            if not item:
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR") from None
+        return v
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [part.strip() for part in self.trusted_proxies.split(",") if part.strip()]
 
     @field_validator("log_level")
     @classmethod

@@ -115,12 +115,16 @@ def test_development_master_key_is_generated_once(tmp_path):
 
 
 def test_migrate_then_serve_answers_ready(tmp_path):
-    """What `make run` does: migrate, serve on HUB_PORT, /health/ready = 200."""
+    """What `make run` does: migrate, serve on HUB_PORT, /health/ready = 200. And a
+    local process rotating X-Forwarded-For does not dodge the token endpoint's limit
+    (uvicorn's default trusted 127.0.0.1; no proxy is trusted unless configured)."""
     from connectors.sandbox.server import free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update(HUB_VAR_DIR=str(tmp_path / "var"), HUB_PORT=str(port))
+    env.update(HUB_VAR_DIR=str(tmp_path / "var"), HUB_PORT=str(port), HUB_TOKEN_RATE_LIMIT="3",
+               # run in tmp_path, the code under test still comes from this checkout
+               PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parents[1]), env.get("PYTHONPATH")])))
     subprocess.run([*HUB, "migrate"], env=env, check=True, capture_output=True, timeout=120, cwd=tmp_path)
     server = subprocess.Popen([*HUB, "serve"], env=env, cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -136,6 +140,10 @@ def test_migrate_then_serve_answers_ready(tmp_path):
                 time.sleep(0.2)
         assert r.status_code == 200, r.text
         assert (tmp_path / "var" / "hub.db").exists() and (tmp_path / "var" / "master.key").exists()
+        codes = [httpx.post(f"http://127.0.0.1:{port}/oauth/token", timeout=30,
+                            data={"grant_type": "client_credentials", "client_id": "cli_x", "client_secret": "x"},
+                            headers={"X-Forwarded-For": f"10.0.0.{i + 1}"}).status_code for i in range(5)]
+        assert codes == [401, 401, 401, 429, 429]
     finally:
         server.terminate()
         server.wait(10)

@@ -22,7 +22,8 @@ class ThreadedServer:
         self.host = host
         self.port = port or free_port(host)
         config = uvicorn.Config(
-            app, host=host, port=self.port, log_level=log_level, lifespan="on", access_log=False
+            app, host=host, port=self.port, log_level=log_level, lifespan="on", access_log=False,
+            proxy_headers=False,  # the app decides whom to believe (the hub: HUB_TRUSTED_PROXIES)
         )
         self._server = uvicorn.Server(config)
         # a signal handler can only be installed from the main thread

@@ -17,7 +17,7 @@ from hub.audit import service as audit
 from hub.auth.scopes import PLATFORM_ADMIN
 from hub.auth.service import InsufficientScope, InvalidToken, Principal, verify_token
 from hub.deps import DbSession, get_runtime
-from hub.errors import Forbidden
+from hub.errors import Forbidden, RateLimited, Unavailable
 from hub.runtime import Runtime
 from tenants.models import Tenant
 from tenants.plans import PLANS
@@ -34,12 +34,74 @@ def request_id(request: Request) -> str | None:
     return request.scope.get("state", {}).get("request_id")
 
 
+AUDIT_WINDOW_SECONDS = 60
+
+
 def record_failed_auth(runtime: Runtime, request: Request, reason: str, client_id: str | None = None) -> None:
-    """Failed authentications are audited in their own transaction (nothing else commits)."""
+    """Audit a failed authentication, once per client address per minute: the first
+    failure of the minute is written (with the count of the minute before), the later
+    ones only counted, so a flood of bad tokens cannot grow the audit chain. The row
+    is written in its own transaction (nothing else commits)."""
+    ip = client_ip(request)
+    try:
+        seen, previous = runtime.rate_limits.count_in_window(f"auth-failed:{ip}", AUDIT_WINDOW_SECONDS)
+    except Unavailable:  # storage unreachable: every failure is audited rather than none
+        log.warning("auth failure counter unreachable; auditing this failure on its own")
+        seen, previous = 1, None
+    if seen > 1:
+        return
+    details: dict[str, object] = {"reason": reason, "window_seconds": AUDIT_WINDOW_SECONDS}
+    if previous:
+        details["failures_previous_window"] = previous
     with runtime.session_factory() as session, session.begin():
         audit.record(session=session, tenant_id=None, actor=f"client:{client_id}" if client_id else "anonymous",
-                     action="auth.failed", target=request.url.path, outcome="failure", ip=client_ip(request),
-                     request_id=request_id(request), details={"reason": reason})
+                     action="auth.failed", target=request.url.path, outcome="failure", ip=ip,
+                     request_id=request_id(request), details=details)
+
+
+def _failure_bucket(request: Request) -> str:
+    return f"auth-fail-ip:{client_ip(request)}"
+
+
+def refuse_if_failing(runtime: Runtime, request: Request) -> None:
+    """429 for an address past its failed-authentication limit, before its token is
+    even looked at (the refusal is counted, not audited)."""
+    state = runtime.rate_limits.peek(_failure_bucket(request), runtime.settings.auth_failure_rate_limit)
+    if not state.allowed:
+        # counted for the next audit row's tally (peek above reached the same storage)
+        runtime.rate_limits.count_in_window(f"auth-failed:{client_ip(request)}", AUDIT_WINDOW_SECONDS)
+        raise RateLimited(
+            f"too many failed authentications from this address; retry in {state.retry_after()} s",
+            headers={"Retry-After": str(state.retry_after()), **state.headers()},
+        )
+
+
+def authentication_failed(runtime: Runtime, request: Request, exc: InvalidToken) -> InvalidToken:
+    """Count a failed bearer authentication against its address and audit it (aggregated)."""
+    runtime.rate_limits.hit(_failure_bucket(request), runtime.settings.auth_failure_rate_limit)
+    record_failed_auth(runtime, request, exc.message)
+    return exc
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header, or None."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def verify_bearer(runtime: Runtime, request: Request, session, token: str | None) -> Principal:
+    """The principal of a bearer ``token``: 429 for an address past its failure limit,
+    401 invalid_token (counted and audited) for a missing or bad token."""
+    refuse_if_failing(runtime, request)
+    if token is None:
+        raise authentication_failed(runtime, request, InvalidToken("missing bearer token"))
+    try:
+        return verify_token(session=session, keyring=runtime.keyring,
+                            issuer=runtime.settings.effective_public_url, token=token)
+    except InvalidToken as exc:
+        session.rollback()
+        raise authentication_failed(runtime, request, exc) from None
 
 
 def _route_template(request: Request) -> str:
@@ -63,16 +125,11 @@ def authenticate(
     """Verify the bearer token, count the request against its tenant's limit, and
     audit the request with its outcome once the route has run."""
     runtime: Runtime = get_runtime(request)
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        record_failed_auth(runtime, request, "missing bearer token")
-        raise InvalidToken("missing bearer token")
-    try:
-        principal = verify_token(session=session, keyring=runtime.keyring,
-                                 issuer=runtime.settings.effective_public_url, token=credentials.credentials)
-    except InvalidToken as exc:
-        session.rollback()
-        record_failed_auth(runtime, request, exc.message)
-        raise
+    # a request with a body had its token checked before the body was read (hub.auth.perimeter)
+    principal = request.scope.get("state", {}).get("principal")
+    if principal is None:
+        token = credentials.credentials if credentials and credentials.scheme.lower() == "bearer" else None
+        principal = verify_bearer(runtime, request, session, token or None)
     structlog.contextvars.bind_contextvars(tenant_id=str(principal.tenant_id) if principal.tenant_id else None,
                                            client_id=principal.client_id)
     if principal.tenant_id is not None:

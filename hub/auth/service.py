@@ -153,6 +153,21 @@ def issue_token(
     return token, granted, ttl
 
 
+CLOCK_SKEW_SECONDS = 60
+
+
+def _check_lifetime(claims: dict, ttl: int) -> None:
+    """A token lives at most the configured lifetime from its ``iat``, which is not in
+    the future (beyond a small clock skew); ``nbf``, when present, is honoured by jose."""
+    iat, exp = claims.get("iat"), claims.get("exp")
+    if not isinstance(iat, int | float) or not isinstance(exp, int | float) or isinstance(iat, bool):
+        raise InvalidToken("token rejected: iat and exp must be numbers")
+    if iat > utcnow().timestamp() + CLOCK_SKEW_SECONDS:
+        raise InvalidToken("token rejected: issued in the future")
+    if exp - iat > ttl:
+        raise InvalidToken(f"token rejected: lives longer than {ttl} s")
+
+
 def verify_token(*, session: Session, keyring: KeyRing, issuer: str, token: str) -> Principal:
     """The principal of a valid token, or InvalidToken naming what was wrong."""
     try:
@@ -177,6 +192,7 @@ def verify_token(*, session: Session, keyring: KeyRing, issuer: str, token: str)
         raise InvalidToken("token expired") from None
     except JWTError as exc:
         raise InvalidToken(f"token rejected: {exc}") from None
+    _check_lifetime(claims, keyring.token_ttl)
     client = session.scalar(select(ApiClient).where(ApiClient.client_id == claims["sub"]))
     if client is None or client.revoked_at is not None:
         raise InvalidToken("client revoked")

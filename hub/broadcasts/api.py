@@ -33,7 +33,12 @@ def _read(view: BroadcastView) -> BroadcastRead:
                          updated_at=view.updated_at or b.updated_at)
 
 
-@router.post("", status_code=http.HTTP_202_ACCEPTED, response_model=BroadcastRead, responses=error_responses(409))
+# up to 10,000 recipients, each with its own template data: more than the API's 1 MiB default
+MAX_BROADCAST_BODY_BYTES = 16 * 1024 * 1024
+
+
+@router.post("", status_code=http.HTTP_202_ACCEPTED, response_model=BroadcastRead, responses=error_responses(409),
+             max_body_size=MAX_BROADCAST_BODY_BYTES)
 def create_broadcast(broadcast_in: BroadcastCreate, response: Response, session: DbSession, runtime: HubRuntime,
                      principal: tenant_with("messages:write"),
                      idempotency_key: IdempotencyKey = None) -> BroadcastRead:

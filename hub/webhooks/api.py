@@ -165,6 +165,7 @@ async def webhook_lane(runtime: Runtime, kind: str, scope: dict, receive: Any, s
                                            "message": "internal error; quote the request id to support"}},
                                 status_code=500)
     response.headers["x-request-id"] = request_id
+    response.headers["x-content-type-options"] = "nosniff"  # as hub.security_headers does for the rest
     await response(scope, receive, send)
 
 

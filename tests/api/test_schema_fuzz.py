@@ -54,7 +54,7 @@ def live(request, tmp_path_factory):
     runtime = build_runtime(Settings(
         env="development", database_url=url, master_keys=new_master_key_entry(), var_dir=tmp / "var",
         public_url="http://testserver", sandbox=True, embedded_worker=False,
-        relay_in_process=False, token_rate_limit=10_000, public_rate_limit=10_000,
+        relay_in_process=False, token_rate_limit=10_000, public_rate_limit=10_000, auth_failure_rate_limit=10_000,
     ))
     # provider-backed routes (provisioning, Google connect) talk to the sandbox
     sandbox = ThreadedServer(create_sandbox_app()).start()

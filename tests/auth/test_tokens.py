@@ -134,6 +134,30 @@ class TestForgedTokens:
         claims = {**claims_of(good), "iat": int(time.time()) - 2000, "exp": int(time.time()) - 1000}
         assert_invalid_token(client.get("/v1/tenant", headers=bearer(self._signed(runtime, claims))))
 
+    def test_a_ten_year_token_signed_with_the_real_key(self, client, runtime, good):
+        now = int(time.time())
+        claims = {**claims_of(good), "iat": now, "exp": now + 10 * 365 * 86400}
+        r = client.get("/v1/tenant", headers=bearer(self._signed(runtime, claims)))
+        assert_invalid_token(r)
+        assert "longer than" in r.json()["error"]["message"]
+
+    def test_issued_in_the_future(self, client, runtime, good):
+        now = int(time.time())
+        claims = {**claims_of(good), "iat": now + 3600, "exp": now + 3600 + 600}
+        r = client.get("/v1/tenant", headers=bearer(self._signed(runtime, claims)))
+        assert_invalid_token(r)
+        assert "future" in r.json()["error"]["message"]
+
+    def test_not_yet_valid(self, client, runtime, good):
+        now = int(time.time())
+        claims = {**claims_of(good), "iat": now, "nbf": now + 300, "exp": now + 600}
+        assert_invalid_token(client.get("/v1/tenant", headers=bearer(self._signed(runtime, claims))))
+
+    def test_a_full_lifetime_within_the_clock_skew_passes(self, client, runtime, good):
+        now = int(time.time())
+        claims = {**claims_of(good), "iat": now + 30, "exp": now + 30 + runtime.keyring.token_ttl}
+        assert client.get("/v1/tenant", headers=bearer(self._signed(runtime, claims))).status_code == 200
+
     @pytest.mark.parametrize("claim,value", [("aud", "someone-else"), ("iss", "https://evil.example")])
     def test_wrong_audience_or_issuer(self, client, runtime, good, claim, value):
         claims = {**claims_of(good), claim: value}

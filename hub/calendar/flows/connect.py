@@ -338,9 +338,9 @@ def _store_connection(runtime: Runtime, session: Session, tenant_id: uuid.UUID, 
     return integration
 
 
-# Every HTML page of the flow: nothing to load, nothing to frame, nothing to cache or leak
-PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
-                "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; form-action 'none'"}
+# Every HTML page of the flow: nothing to cache (the strict page headers, nothing to
+# load, frame or leak, come with every HTML answer: hub.security_headers)
+PAGE_HEADERS = {"Cache-Control": "no-store"}
 
 
 def result_page(outcome: ConnectOutcome) -> str:
