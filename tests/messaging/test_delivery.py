@@ -244,6 +244,30 @@ class TestNeverTwice:
         assert attempts(done) == [(1, "lost", None), (2, "recovered", None)]
         assert len(sent_to(hub, CUSTOMER)) == 1
 
+    def test_a_killed_workers_send_is_found_among_more_than_a_page_of_the_pairs_messages(self, hub, acme):
+        # issue 18 #8: the look listed 50 of the (to, from) pair's messages, oldest first,
+        # and missed the send; Twilio lists newest first and pages
+        message_id = queue_quietly(hub, acme, body="enviada no meio de muitas")
+        claim = claim_message(runtime=hub.runtime, message_id=uuid.UUID(message_id))
+
+        def other(body: str) -> None:
+            claim.connector.send(OutboundMessage(channel="sms", to=CUSTOMER, body=body, sender=claim.sender))
+
+        for i in range(60):
+            other(f"anterior {i}")
+        accepted = claim.connector.send(OutboundMessage(channel="sms", to=CUSTOMER, body=claim.body,
+                                                        sender=claim.sender))
+        for i in range(60):  # sent since, so ours is not on the newest page either
+            other(f"posterior {i}")
+        claim.connector.close()  # ... and the worker dies before recording it
+        backdate(hub.runtime, message_id)
+        done = wait_for_status(hub, acme, message_id, "sent", "delivered")
+        assert done["provider_message_id"] == accepted.provider_message_id
+        assert attempts(done) == [(1, "lost", None), (2, "recovered", None)]
+        pair = hub.sandbox.twilio.sent_messages(to=CUSTOMER, from_=accepted.raw["from"])
+        assert len(pair) == 121
+        assert [m["sid"] for m in pair if m["body"] == claim.body] == [accepted.provider_message_id]
+
     def test_an_identical_message_sent_earlier_is_not_taken_for_ours(self, hub, acme):
         earlier = send(hub, acme, body="mesmo texto").json()
         earlier = wait_for_status(hub, acme, earlier["id"], "delivered")
