@@ -20,6 +20,8 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel
 
+from connectors.netguard import NetworkGuard
+
 # Normalized event types. A connector lists the ones it may emit in ``event_types``;
 # tests fail when ``parse`` returns anything undeclared.
 MESSAGE_RECEIVED = "message.received"
@@ -198,6 +200,7 @@ class Connector:
         config: Mapping[str, Any] | None = None,
         base_url: str | None = None,
         timeout: float = 10.0,
+        network: NetworkGuard | None = None,
     ) -> None:
         # Every connector takes its own credentials model (or its fields, from a mapping
         # or another model) and its config model, so subclasses need not check either.
@@ -207,6 +210,9 @@ class Connector:
         # None means the real provider; the hub passes the sandbox's URL in development.
         self.base_url = base_url
         self.timeout = timeout
+        # where the connector may connect when a tenant names the address (an SMTP host):
+        # public addresses only unless the hub says otherwise (development)
+        self.network = network or NetworkGuard()
 
     # --- webhooks -------------------------------------------------------------
     @classmethod
@@ -228,6 +234,12 @@ class Connector:
     def parse(cls, request: WebhookRequest) -> list[InboundEvent]:
         """The normalized events in a verified request (possibly none)."""
         raise NotImplementedError
+
+    def network_targets(self) -> list[tuple[str, str, int]]:
+        """``(credentials field, host, port)`` of every address the tenant chose that this
+        connector connects to (checked against ``self.network`` when installed); none for a
+        connector that only calls its provider's own endpoints."""
+        return []
 
     # --- provider calls -------------------------------------------------------
     def check(self) -> HealthCheck:

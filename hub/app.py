@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -154,6 +155,23 @@ def install_error_handlers(app: FastAPI) -> None:
                       headers={"X-Request-ID": request.scope.get("state", {}).get("request_id", "")})
 
 
+# Where `hub serve` says which port its in-process sandbox took (`hub sandbox-url`
+# reads it): a person trying the hub drives the sandbox, e.g. to simulate a reply.
+SANDBOX_URL_FILE = "sandbox.url"
+
+
+class SandboxUrlFile:
+    """The in-process sandbox's URL in a file, for as long as the sandbox runs."""
+
+    def __init__(self, path: Path, url: str) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(url + "\n")
+
+    def stop(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def start_services(runtime: Runtime) -> list[Any]:
     """What runs beside the API in this process: the sandbox providers (sandbox mode
     without HUB_SANDBOX_URL), the embedded worker and beat (no Redis), the relay."""
@@ -165,6 +183,7 @@ def start_services(runtime: Runtime) -> list[Any]:
 
         sandbox = ThreadedServer(create_sandbox_app(hub_url=settings.effective_public_url)).start()
         runtime.sandbox_url = sandbox.url
+        started.append(SandboxUrlFile(settings.var_dir / SANDBOX_URL_FILE, sandbox.url))
         started.append(sandbox)
         log.info("sandbox providers started", url=sandbox.url)
     if settings.use_embedded_worker:

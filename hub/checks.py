@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy.engine import make_url
 
+from connectors.whatsapp_cloud.versions import CURRENT_VERSION, expires_on
 from hub.settings import Settings, SettingsError
 
 
@@ -89,5 +91,25 @@ def _push_rows(settings: Settings) -> list[CheckRow]:
     return [CheckRow("google_calendar push", True, "http allowed outside production (the local sandbox)")]
 
 
-def configuration_report(settings: Settings) -> dict[str, list[CheckRow]]:
-    return {"settings": _settings_rows(settings), "integrations": _integration_rows(settings) + _push_rows(settings)}
+# how long before Meta retires the configured Graph version `hub check` starts warning
+GRAPH_VERSION_NOTICE = timedelta(days=90)
+
+
+def _graph_version_rows(settings: Settings, today: date | None = None) -> list[CheckRow]:
+    """The WhatsApp Cloud API's Graph version: a failure 90 days before Meta retires it."""
+    version, today = settings.whatsapp_graph_version, today or datetime.now(UTC).date()
+    ends = expires_on(version)
+    name = "HUB_WHATSAPP_GRAPH_VERSION"
+    if ends is None:
+        return [CheckRow(name, True, f"{version}: no retirement announced by Meta")]
+    if ends <= today:
+        return [CheckRow(name, False, f"{version} was retired by Meta on {ends.isoformat()}: set {CURRENT_VERSION}")]
+    if ends - today <= GRAPH_VERSION_NOTICE:
+        return [CheckRow(name, False, f"{version} is retired by Meta on {ends.isoformat()} "
+                                      f"({(ends - today).days} days): move to {CURRENT_VERSION}")]
+    return [CheckRow(name, True, f"{version}: supported until {ends.isoformat()}")]
+
+
+def configuration_report(settings: Settings, *, today: date | None = None) -> dict[str, list[CheckRow]]:
+    return {"settings": _settings_rows(settings),
+            "integrations": _integration_rows(settings) + _push_rows(settings) + _graph_version_rows(settings, today)}

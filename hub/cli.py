@@ -10,13 +10,13 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from hub.audit.cli import audit_app
 from hub.settings import Settings, SettingsError
 
 app = typer.Typer(help="Integrations Hub", no_args_is_help=True, pretty_exceptions_enable=False)
 tenants_app = typer.Typer(help="Manage tenants", no_args_is_help=True)
 keys_app = typer.Typer(help="Master keys and the vault", no_args_is_help=True)
 admin_app = typer.Typer(help="Platform administration", no_args_is_help=True)
-audit_app = typer.Typer(help="The audit log", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(admin_app, name="admin")
@@ -260,6 +260,35 @@ def sandbox(
                f"webhooks to {settings.effective_public_url}", err=True)
     uvicorn.run(create_sandbox_app(hub_url=settings.effective_public_url), host=host, port=port,
                 log_config=None, access_log=False)
+
+
+@app.command("sandbox-url")
+def sandbox_url() -> None:
+    """Print the URL of the sandbox providers this hub uses (HUB_SANDBOX_URL, or the one a
+    running `hub serve` started in-process), e.g. to simulate a customer's reply with
+    POST {url}/_sandbox/twilio/inbound."""
+    import logging
+
+    import httpx
+
+    from hub.app import SANDBOX_URL_FILE
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one URL on stdout, nothing else
+
+    settings = load_settings(for_service=False)
+    if not settings.use_sandbox:
+        fail("the hub is not in sandbox mode (HUB_SANDBOX is off): it talks to the real providers")
+    url = settings.sandbox_url.rstrip("/")
+    if not url:
+        path = settings.var_dir / SANDBOX_URL_FILE
+        if not path.exists():
+            fail(f"no sandbox is running: start the hub (`make run`) first ({path} is written when it starts)")
+        url = path.read_text().strip()
+    try:
+        httpx.get(f"{url}/_sandbox/twilio/accounts", timeout=5).raise_for_status()
+    except httpx.HTTPError:
+        fail(f"the sandbox at {url} does not answer: is the hub still running?")
+    typer.echo(url)
 
 
 def _broker_runtime(command: str):
@@ -506,33 +535,6 @@ def admin_create_client(
                    f"{' '.join(client.scopes)}\n(the secret is shown only now)")
 
 
-@audit_app.command("verify")
-def audit_verify(tenant: Annotated[str | None, typer.Option(help="tenant id or slug; default every chain")] = None
-                 ) -> None:
-    """Walk the audit hash chains; name the first broken row."""
-    from hub.audit import service as audit
-    from hub.errors import HubError
-    from tenants import service as tenants
-
-    runtime = runtime_or_exit(load_settings())
-    with runtime.session_factory() as session:
-        try:
-            chains = ([audit.chain_of(tenants.find_tenant(session=session, ref=tenant).id)] if tenant
-                      else audit.all_chains(session=session))
-        except HubError as exc:
-            fail(exc.message)
-        broken = 0
-        for chain in chains:
-            verdict = audit.verify_chain(session=session, chain=chain)
-            if verdict.ok:
-                typer.echo(f"ok      {chain}  {verdict.checked} rows")
-            else:
-                broken += 1
-                typer.echo(f"BROKEN  {chain}  first broken row seq={verdict.broken_seq}: {verdict.reason}")
-    if broken:
-        raise typer.Exit(1)
-
-
 # --- test messages --------------------------------------------------------------------
 
 _TEST_BODY = "Teste do Integrations Hub: se você recebeu, o envio funciona."
@@ -614,6 +616,19 @@ def test_whatsapp(to: ToArgument, tenant: TenantOption, body: BodyOption = _TEST
                   wait: WaitOption = 15.0) -> None:
     """Send a test WhatsApp message through the tenant's integration and print its final status."""
     _test_message("whatsapp", tenant, to, body, wait)
+
+
+@test_app.command("email")
+def test_email(
+    to: Annotated[str, typer.Argument(help="the recipient's e-mail address")],
+    tenant: TenantOption,
+    subject: Annotated[str, typer.Option(help="the subject line")] = "Teste do Integrations Hub",
+    body: BodyOption = _TEST_BODY,
+    wait: WaitOption = 15.0,
+) -> None:
+    """Send a test e-mail through the tenant's e-mail path (its smtp integration, else the
+    platform relay; the sandbox's SMTP sink in `make run`) and print its final status."""
+    _test_message("email", tenant, to, body, wait, subject=subject)
 
 
 # --- docs and checks ------------------------------------------------------------------

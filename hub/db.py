@@ -122,8 +122,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_session_factory(engine: Engine, *, info: dict[str, Any] | None = None) -> sessionmaker[Session]:
+    """Sessions on ``engine``; ``info`` is what every session carries (the audit keys)."""
+    return sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from connectors.base import Connector
+from connectors.netguard import NetworkGuard
 from hub.errors import Invalid, Unavailable
 from hub.runtime import Runtime
 from tenants import service as tenants
@@ -32,6 +33,12 @@ def provider_base_url(runtime: Runtime) -> str | None:
     return runtime.sandbox_url
 
 
+def network_guard(runtime: Runtime) -> NetworkGuard:
+    """Where connectors may connect for a tenant: public addresses only, unless
+    HUB_ALLOW_PRIVATE_TARGETS (default: on in development, off in production)."""
+    return NetworkGuard(allow_private=runtime.settings.allows_private_targets)
+
+
 def secret_fields(runtime: Runtime, kind: str) -> frozenset[str] | None:
     """The credential fields of ``kind`` its connector declares secret (``SecretStr``);
     None (treat all as secret) for a kind no connector describes."""
@@ -48,6 +55,16 @@ def integration_view(runtime: Runtime, session: Session, integration: Integratio
                                     secret_fields=secret_fields(runtime, integration.kind))
 
 
+def platform_config(runtime: Runtime, kind: str, config: dict[str, Any] | None) -> dict[str, Any]:
+    """A connector's config as stored for the tenant, with what the platform decides for
+    every tenant laid over it: the Graph API version of WhatsApp Cloud is one setting
+    (HUB_WHATSAPP_GRAPH_VERSION), never a copy in each tenant's row that Meta retires."""
+    config = dict(config or {})
+    if kind == "whatsapp_cloud":
+        config["api_version"] = runtime.settings.whatsapp_graph_version
+    return config
+
+
 def credentials_for(connector_cls: type[Connector], values: dict[str, Any]):
     return connector_cls.credentials_model.model_validate(values)
 
@@ -61,8 +78,8 @@ def connector_for(runtime: Runtime, session: Session, integration: Integration, 
         credentials = credentials_for(cls, values)
     except ValueError as exc:
         raise Invalid(f"stored {integration.kind} credentials are incomplete: {exc}") from exc
-    return cls(credentials=credentials, config=integration.config, base_url=provider_base_url(runtime),
-               timeout=timeout)
+    return cls(credentials=credentials, config=platform_config(runtime, integration.kind, integration.config),
+               base_url=provider_base_url(runtime), timeout=timeout, network=network_guard(runtime))
 
 
 # How long a worker thread reuses a connector (its HTTP keep-alive connections and

@@ -42,6 +42,8 @@ CALENDAR_RECONCILE = "hub.calendar.reconcile"
 CALENDAR_REMINDERS = "hub.calendar.send_due_reminders"
 # events (hub.events.tasks)
 EVENTS_SWEEP = "hub.events.sweep"
+# audit (hub.audit.tasks)
+AUDIT_CHECKPOINT = "hub.audit.checkpoint"
 # whatsapp (hub.whatsapp.tasks)
 WHATSAPP_SYNC_TEMPLATES = "hub.whatsapp.sync_templates"
 # Seconds before Redis hands a task a worker fetched but never acknowledged (acks_late) to
@@ -61,10 +63,10 @@ TASK_ROUTES = {
     **{name: {"queue": CALENDAR_QUEUE} for name in (PUSH_APPOINTMENT, CALENDAR_SYNC_RESOURCE, CALENDAR_STOP_CHANNEL,
                                                      CALENDAR_RESUME, CALENDAR_REMINDERS)},
     **{name: {"queue": MAINTENANCE_QUEUE} for name in (CALENDAR_RENEW_CHANNELS, CALENDAR_RECONCILE, EVENTS_SWEEP,
-                                                        WHATSAPP_SYNC_TEMPLATES)},
+                                                        WHATSAPP_SYNC_TEMPLATES, AUDIT_CHECKPOINT)},
 }
 TASK_MODULES = ["hub.messaging.tasks", "hub.webhooks.tasks", "hub.relay", "hub.calendar.tasks", "hub.broadcasts.tasks",
-                "hub.events.tasks", "hub.whatsapp.tasks"]
+                "hub.events.tasks", "hub.whatsapp.tasks", "hub.audit.tasks"]
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -114,6 +116,8 @@ def make_celery(settings: Settings) -> Celery:
             "events-sweep": {"task": EVENTS_SWEEP, "schedule": crontab(minute=41)},
             # Meta approves, pauses and disables templates on its own: mirror them every 6 h
             "whatsapp-sync-templates": {"task": WHATSAPP_SYNC_TEMPLATES, "schedule": 6 * 3600.0},
+            # a signed checkpoint of every audit chain that moved, copied out of the database
+            "audit-checkpoint": {"task": AUDIT_CHECKPOINT, "schedule": 60.0},
         },
     )
     if settings.heartbeat_file is not None:

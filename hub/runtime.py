@@ -10,6 +10,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
 from connectors.registry import ConnectorRegistry, load_registry
+from hub.audit.keys import SESSION_INFO_KEY as AUDIT_KEYS
+from hub.audit.keys import AuditKeys
 from hub.auth.keys import KeyRing
 from hub.db import make_engine, make_session_factory
 from hub.events.bus import event_bus
@@ -60,10 +62,12 @@ def build_runtime(settings: Settings) -> Runtime:
     configure_mappers()
     engine = make_engine(settings.effective_database_url)
     vault = Vault(settings.master_key_ring)
+    # every session carries the audit keys: audit.record() seals rows with them
+    session_info = {AUDIT_KEYS: AuditKeys(tuple(settings.master_key_ring))}
     runtime = Runtime(
         settings=settings,
         engine=engine,
-        session_factory=make_session_factory(engine),
+        session_factory=make_session_factory(engine, info=session_info),
         vault=vault,
         keyring=KeyRing(vault, token_ttl=settings.token_ttl_seconds),
         rate_limits=RateLimits(settings),

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.whatsapp_cloud.versions import CURRENT_VERSION as CURRENT_GRAPH_VERSION
+
 
 class SettingsError(ValueError):
     """A setting is missing or wrong; the message is one line meant for an operator."""
@@ -109,6 +111,13 @@ class Settings(BaseSettings):
     sandbox: bool | None = Field(
         None, description="point every connector at the local sandbox; default: on in development"
     )
+    whatsapp_graph_version: str = Field(
+        CURRENT_GRAPH_VERSION, pattern=r"^v[0-9]+\.[0-9]+$",
+        description="the Graph API version every WhatsApp Cloud API call uses (one for all tenants); "
+        "`hub check` warns 90 days before Meta retires it")
+    allow_private_targets: bool | None = Field(
+        None, description="let tenant-supplied addresses (an SMTP host) be loopback, private, link-local or "
+        "other non-public addresses; default: on in development, off in production")
     # Platform-level provider credentials (tenants bring their own per integration).
     twilio_account_sid: str = Field("", description="main Twilio account that provisions subaccounts")
     twilio_auth_token: SecretStr = Field(SecretStr(""), description="its auth token")
@@ -129,6 +138,16 @@ class Settings(BaseSettings):
                                "maintenance); empty = all of them")
     heartbeat_file: Path | None = Field(None, description="a file `hub relay`, `hub worker` and `hub beat` touch "
                                         "while healthy, for an exec liveness probe; empty = none")
+    audit_checkpoint_file: Path | None = Field(None, description="a file the minute's audit checkpoint job "
+                                               "appends each signed checkpoint to (JSON lines), kept outside the "
+                                               "database; empty = log them only")
+
+    @field_validator("smtp_from_name")
+    @classmethod
+    def _one_line_from_name(cls, v: str) -> str:
+        from connectors.smtp.headers import check_header_text
+
+        return check_header_text(v) if v else v
 
     @field_validator("log_level")
     @classmethod
@@ -154,6 +173,12 @@ class Settings(BaseSettings):
     @property
     def use_relay_in_process(self) -> bool:
         return self.relay_in_process if self.relay_in_process is not None else not self.redis_url
+
+    @property
+    def allows_private_targets(self) -> bool:
+        if self.allow_private_targets is not None:
+            return self.allow_private_targets
+        return not self.is_production
 
     @property
     def use_sandbox(self) -> bool:

@@ -193,6 +193,16 @@ def app(runtime):
 
 
 @pytest.fixture
+def provider_sandbox(runtime):
+    """The sandbox providers on a port and ``runtime`` in sandbox mode pointed at them, for
+    a test whose hub calls a provider without serving a live hub (its ``.state``: .meta …)."""
+    from tests.support import sandbox_for
+
+    with sandbox_for(runtime) as sandbox_app:
+        yield sandbox_app
+
+
+@pytest.fixture
 def client(app):
     from fastapi.testclient import TestClient
 

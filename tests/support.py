@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from hub.auth import service as auth
@@ -79,3 +80,21 @@ def smtp_credentials(port: int, **overrides) -> dict:
     """Working ``smtp`` integration credentials for the ``smtp_relay`` fixture's relay."""
     return {"host": "127.0.0.1", "port": port, "from_address": "agenda@clinica.example.com", "security": "none",
             **overrides}
+
+
+@contextmanager
+def sandbox_for(runtime):
+    """The sandbox providers served on a port, ``runtime`` in sandbox mode pointed at them
+    until the block ends (a hub that calls a provider without being served itself)."""
+    from connectors.sandbox.app import create_sandbox_app
+    from connectors.sandbox.server import ThreadedServer
+
+    sandbox_app = create_sandbox_app(hub_url=runtime.settings.effective_public_url)
+    server = ThreadedServer(sandbox_app).start()
+    before = runtime.settings.sandbox, runtime.sandbox_url
+    runtime.settings.sandbox, runtime.sandbox_url = True, server.url
+    try:
+        yield sandbox_app
+    finally:
+        runtime.settings.sandbox, runtime.sandbox_url = before
+        server.stop()

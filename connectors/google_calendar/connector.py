@@ -38,6 +38,7 @@ from connectors.google_calendar.credentials import GOOGLE_API_BASE, GoogleCalend
 from connectors.google_calendar.errors import EventNotFound, GrantRevoked, translated_errors
 from connectors.google_calendar.oauth import AccessToken, GoogleOAuth
 from connectors.google_calendar.transport import calendar_service
+from connectors.netguard import NetworkGuard
 
 # Called with the access token that expired or was refused (None if there was none);
 # returns a valid one. The hub passes one that refreshes under a per-connection lock and
@@ -94,10 +95,12 @@ class GoogleCalendarConnector(CalendarConnector):
         config: Mapping[str, Any] | None = None,
         base_url: str | None = None,
         timeout: float = 10.0,
+        network: NetworkGuard | None = None,
         oauth_client: GoogleOAuthClient | None = None,
         token_refresher: TokenRefresher | None = None,
     ) -> None:
-        super().__init__(credentials=credentials, config=config, base_url=base_url, timeout=timeout)
+        super().__init__(credentials=credentials, config=config, base_url=base_url, timeout=timeout,
+                         network=network)
         if oauth_client is None and base_url is not None:
             oauth_client = GoogleOAuthClient.for_sandbox(base_url)
         if oauth_client is None and token_refresher is None:

@@ -11,6 +11,15 @@ posts ``sent -> delivered -> read`` (or ``failed``) status webhooks, signed with
 
 Deliberately independent of ``connectors.whatsapp_cloud``: it signs and builds payloads
 on its own, so a bug in the connector cannot hide behind the same bug here.
+
+WhatsApp usernames (Meta, "Business-scoped user IDs",
+https://developers.facebook.com/documentation/business-messaging/whatsapp/business-scoped-user-ids/):
+every inbound message names the user's BSUID (``contacts[].user_id``,
+``messages[].from_user_id``); a user with a username and no phone on record comes with
+no ``from``/``wa_id`` at all (simulate one with ``user_id`` and no ``from``). A send
+reaches a BSUID with ``recipient`` instead of ``to`` (``to`` wins when both are given),
+its answer's ``contacts[]`` then carries ``user_id`` and no ``wa_id``, and its status
+webhooks carry ``recipient_user_id`` and no ``recipient_id``.
 """
 
 from __future__ import annotations
@@ -124,6 +133,23 @@ def _fbtrace_id() -> str:
     return base64.urlsafe_b64encode(os.urandom(12)).decode().rstrip("=")
 
 
+# A BSUID: ISO country code, optional "ENT" (a parent BSUID), a period, 1-128 alphanumerics
+_BSUID = re.compile(r"\A[A-Z]{2}(?:\.ENT)?\.[A-Za-z0-9]{1,128}\Z")
+
+
+def _inbound_contact(message: InboundMessage) -> dict[str, Any]:
+    """The ``contacts[]`` entry of an inbound message: wa_id only when the phone is shown."""
+    profile: dict[str, Any] = {"name": message.profile_name}
+    if message.username:
+        profile["username"] = message.username
+    contact: dict[str, Any] = {"profile": profile}
+    if message.from_:
+        contact["wa_id"] = message.from_
+    if message.user_id:
+        contact["user_id"] = message.user_id
+    return contact
+
+
 def _digits(value: str) -> str:
     return "".join(ch for ch in value if ch.isdigit())
 
@@ -149,6 +175,9 @@ class NumberConfig(BaseModel):
     verified_name: str = "Clínica Sandbox"
     # when set, Graph calls for this number must carry exactly this bearer token
     access_token: str | None = None
+    # whether the app is subscribed to the WABA's webhooks (as the dashboard's setup does);
+    # False leaves it to POST /{waba_id}/subscribed_apps, as a hub installing it must do
+    subscribed: bool = True
 
 
 class FailureSpec(BaseModel):
@@ -171,7 +200,10 @@ class InboundMessage(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     phone_number_id: str
-    from_: str = Field(alias="from", description="the customer's wa_id")
+    from_: str | None = Field(default=None, alias="from",
+                              description="the customer's wa_id; omit (with user_id) for a username-only user")
+    user_id: str | None = Field(default=None, description="the customer's business-scoped user id (BSUID)")
+    username: str | None = Field(default=None, description="the customer's WhatsApp username")
     type: Literal["text", "image", "audio", "video", "document", "sticker", "interactive", "button", "location"] = (
         "text"
     )
@@ -206,10 +238,11 @@ class SentMessage:
     message_id: str
     phone_number_id: str
     to: str
-    wa_id: str
+    wa_id: str  # empty for a send to a BSUID
     type: str
     payload: dict[str, Any]
     access_token: str
+    user_id: str | None = None  # the BSUID a send by ``recipient`` went to
     status: str = "accepted"
     created_at: float = field(default_factory=time.time)
 
@@ -232,6 +265,13 @@ class _Failure:
 
 class SandboxNotConfigured(LookupError):
     pass
+
+
+class NotSubscribed(SandboxNotConfigured):
+    """The number's WABA has no subscribed app: Meta would send it no webhook at all."""
+
+
+SANDBOX_APP_ID = "1234567890123456"  # the app the hub's tokens belong to, as subscribed_apps lists it
 
 
 class MetaSandbox:
@@ -258,6 +298,7 @@ class MetaSandbox:
             self._sent: list[SentMessage] = []
             self._deliveries: list[WebhookDelivery] = []
             self._failures: list[_Failure] = []
+            self._subscribed_wabas: set[str] = set()
             self._templates: dict[str | None, list[dict[str, Any]]] = {None: self._with_ids(DEFAULT_TEMPLATES)}
 
     def configure(
@@ -270,6 +311,7 @@ class MetaSandbox:
         display_phone_number: str = "15550783881",
         verified_name: str = "Clínica Sandbox",
         access_token: str | None = None,
+        subscribed: bool = True,
     ) -> NumberConfig:
         """Point a phone number's webhooks at ``webhook_url`` (``None``: the hub's
         ``/webhooks/whatsapp_cloud``), signed with ``app_secret``."""
@@ -281,9 +323,12 @@ class MetaSandbox:
             display_phone_number=display_phone_number,
             verified_name=verified_name,
             access_token=access_token,
+            subscribed=subscribed,
         )
         with self._lock:
             self._numbers[phone_number_id] = number
+            if subscribed:
+                self._subscribed_wabas.add(waba_id)
         return number
 
     def inject_failure(
@@ -335,7 +380,9 @@ class MetaSandbox:
         entries, ids = [], []
         for message in messages:
             msg_number = self._numbers_get(message.phone_number_id) or number
-            wamid = message.message_id or _new_wamid(_digits(message.from_))
+            if not message.from_ and not message.user_id:
+                raise ValueError("an inbound message needs 'from' (a phone) or 'user_id' (a BSUID)")
+            wamid = message.message_id or _new_wamid(_digits(message.from_ or "") or (message.user_id or ""))
             ids.append(wamid)
             entries.append(
                 {
@@ -348,7 +395,7 @@ class MetaSandbox:
                                     "display_phone_number": msg_number.display_phone_number,
                                     "phone_number_id": message.phone_number_id,
                                 },
-                                "contacts": [{"profile": {"name": message.profile_name}, "wa_id": message.from_}],
+                                "contacts": [_inbound_contact(message)],
                                 "messages": [self._inbound_message(message, wamid, msg_number)],
                             },
                             "field": "messages",
@@ -363,6 +410,7 @@ class MetaSandbox:
         """POST customer messages to the webhook now, from the calling thread.
         Returns the receiver's HTTP status and the message ids (wamids)."""
         url, body, headers, ids = self.build_inbound(messages)
+        self._require_subscription(messages[0].phone_number_id)
         delivery = WebhookDelivery(url=url, kind="inbound", body=body, signature=headers["X-Hub-Signature-256"])
         try:
             response = httpx.post(url, content=body, headers=headers, timeout=timeout)
@@ -377,10 +425,41 @@ class MetaSandbox:
     async def simulate_inbound_async(self, messages: Sequence[InboundMessage]) -> tuple[int, list[str]]:
         """``simulate_inbound`` for callers on an event loop (the control endpoint)."""
         url, body, headers, ids = self.build_inbound(messages)
+        self._require_subscription(messages[0].phone_number_id)
         delivery = await self._post_webhook(url, body, headers, kind="inbound")
         if delivery.status_code is None:
             raise ConnectionError(f"webhook {url} unreachable: {delivery.error}")
         return delivery.status_code, ids
+
+    def subscribed(self, waba_id: str) -> bool:
+        with self._lock:
+            return waba_id in self._subscribed_wabas
+
+    def _require_subscription(self, phone_number_id: str) -> None:
+        """Meta sends a WABA's webhooks only to apps subscribed to it (subscribed_apps)."""
+        number = self._number(phone_number_id)
+        if not self.subscribed(number.waba_id):
+            raise NotSubscribed(f"no app is subscribed to WABA {number.waba_id}: Meta sends it no webhooks "
+                                "(POST /{waba_id}/subscribed_apps)")
+
+    def handle_subscribed_apps(self, request: Request, waba_id: str) -> Response:
+        """GET lists the app when subscribed ({"data": [...]}), POST subscribes it and
+        DELETE unsubscribes it ({"success": true}), as the WABA subscribed_apps edge does:
+        https://developers.facebook.com/docs/graph-api/reference/whats-app-business-account/subscribed_apps/"""
+        auth = self._authorize(request, None)
+        if isinstance(auth, JSONResponse):
+            return auth
+        with self._lock:
+            if request.method == "POST":
+                self._subscribed_wabas.add(waba_id)
+            elif request.method == "DELETE":
+                self._subscribed_wabas.discard(waba_id)
+            else:
+                data = ([{"whatsapp_business_api_data": {"id": SANDBOX_APP_ID, "name": "Integrations Hub",
+                                                          "link": f"https://www.facebook.com/{SANDBOX_APP_ID}"}}]
+                        if waba_id in self._subscribed_wabas else [])
+                return JSONResponse({"data": data})
+        return JSONResponse({"success": True})
 
     # --- internals ------------------------------------------------------------------
     @staticmethod
@@ -444,11 +523,14 @@ class MetaSandbox:
 
     def _inbound_message(self, message: InboundMessage, wamid: str, number: NumberConfig) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "from": message.from_,
             "id": wamid,
             "timestamp": str(message.timestamp or int(time.time())),
             "type": message.type,
         }
+        if message.from_:
+            out["from"] = message.from_
+        if message.user_id:
+            out["from_user_id"] = message.user_id
         if message.context_message_id:
             out["context"] = {"from": number.display_phone_number, "id": message.context_message_id}
         if message.type == "text":
@@ -501,8 +583,11 @@ class MetaSandbox:
             "id": sent.message_id,
             "status": status,
             "timestamp": str(int(time.time())),
-            "recipient_id": sent.wa_id,
         }
+        if sent.wa_id:
+            item["recipient_id"] = sent.wa_id
+        if sent.user_id:
+            item["recipient_user_id"] = sent.user_id
         if status in {"sent", "delivered"}:
             category = "utility" if sent.type == "template" else "service"
             item["pricing"] = {"billable": category != "service", "pricing_model": "PMP", "category": category}
@@ -542,6 +627,8 @@ class MetaSandbox:
             url = self._webhook_url(number)
         except SandboxNotConfigured:
             return
+        if not self.subscribed(number.waba_id):
+            return  # no app subscribed to the WABA: Meta posts no status webhook either
         sequence = ["failed"] if error_code is not None else ["sent", "delivered", "read"]
         for status in sequence:
             await asyncio.sleep(self.status_delay)
@@ -632,17 +719,21 @@ class MetaSandbox:
             return graph_error(400, 100, "Invalid parameter", details="Request body is not JSON")
         if not isinstance(payload, dict) or payload.get("messaging_product") != "whatsapp":
             return graph_error(400, 100, "Invalid parameter", details="messaging_product must be 'whatsapp'")
-        to = payload.get("to")
-        if not isinstance(to, str) or not _digits(to):
+        to, user_id = payload.get("to"), payload.get("recipient")
+        if to is None and isinstance(user_id, str) and _BSUID.match(user_id):
+            to = None  # reached by its business-scoped id (``to`` would win when given)
+        elif not isinstance(to, str) or not _digits(to):
             return graph_error(400, 100, "Invalid parameter", details="Parameter 'to' is required")
+        else:
+            user_id = None
         problem = self._check_content(payload)
         number = self._numbers_get(phone_number_id)
         if problem is None and payload.get("type") == "template":
             problem = self._check_template(number, payload.get("template"))
         if problem is not None:
             return problem
-        wa_id = self._wa_id(to)
-        failure = self._take_failure(_digits(to))
+        wa_id = self._wa_id(to) if to else ""
+        failure = self._take_failure(_digits(to) if to else str(user_id))
         async_error: int | None = None
         if failure is not None:
             if failure.kind == "timeout":
@@ -663,10 +754,11 @@ class MetaSandbox:
                     is_transient=True if code in {131000, 131016} else None,
                 )
         sent = SentMessage(
-            message_id=_new_wamid(wa_id),
+            message_id=_new_wamid(wa_id or str(user_id)),
             phone_number_id=phone_number_id,
-            to=to,
+            to=to or str(user_id),
             wa_id=wa_id,
+            user_id=user_id,
             type=str(payload.get("type", "text")),
             payload=payload,
             access_token=auth,
@@ -678,7 +770,9 @@ class MetaSandbox:
         if sent.type == "template":
             answer_message["message_status"] = "accepted"
         return JSONResponse(
-            {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": wa_id}], "messages": [answer_message]}
+            {"messaging_product": "whatsapp",
+             "contacts": [{"input": to, "wa_id": wa_id} if to else {"input": user_id, "user_id": user_id}],
+             "messages": [answer_message]}
         )
 
     def handle_list_templates(self, request: Request, version: str, waba_id: str) -> Response:
@@ -774,6 +868,11 @@ def router(state: MetaSandbox) -> APIRouter:
     def list_message_templates(request: Request, version: str, waba_id: str) -> Response:
         return state.handle_list_templates(request, version, waba_id)
 
+    @api.api_route("/{version:graph_version}/{waba_id}/subscribed_apps", methods=["GET", "POST", "DELETE"],
+                   include_in_schema=False)
+    def subscribed_apps(request: Request, version: str, waba_id: str) -> Response:
+        return state.handle_subscribed_apps(request, waba_id)
+
     @api.get("/{version:graph_version}/{object_id}", include_in_schema=False)
     def get_object(request: Request, version: str, object_id: str) -> Response:
         return state.handle_get_object(request, version, object_id)
@@ -817,8 +916,12 @@ def router(state: MetaSandbox) -> APIRouter:
         """Deliver customer messages (one batched, signed webhook POST)."""
         try:
             status_code, ids = await state.simulate_inbound_async(body.messages)
+        except NotSubscribed as exc:
+            return JSONResponse({"error": {"code": "not_subscribed", "message": str(exc)}}, status_code=409)
         except SandboxNotConfigured as exc:
             return JSONResponse({"error": {"code": "not_configured", "message": str(exc)}}, status_code=409)
+        except ValueError as exc:
+            return JSONResponse({"error": {"code": "invalid_message", "message": str(exc)}}, status_code=400)
         except ConnectionError as exc:
             return JSONResponse({"error": {"code": "webhook_unreachable", "message": str(exc)}}, status_code=502)
         return JSONResponse({"status_code": status_code, "message_ids": ids})

@@ -25,7 +25,9 @@ from connectors.base import (
     TransientProviderError,
     WebhookRequest,
 )
-from connectors.smtp.compose import compose_email, domain_of, message_id_for
+from connectors.netguard import NetworkGuard, TargetRefused, TargetUnreachable
+from connectors.smtp.compose import compose_email, domain_of, message_id_for, verify_generated_headers
+from connectors.smtp.headers import check_header_text
 
 Security = Literal["none", "starttls", "tls"]
 
@@ -58,6 +60,12 @@ class SmtpCredentials(BaseModel):
             raise ValueError("must be a bare address like agenda@clinica.com.br")
         return value
 
+    @field_validator("from_name")
+    @classmethod
+    def _one_line_name(cls, value: str | None) -> str | None:
+        # a display name is header text: no line break, even one spelled as an encoded-word
+        return check_header_text(value) if value else value
+
 
 class SmtpConfig(BaseModel):
     model_config = ConfigDict(title="SMTP settings")
@@ -87,6 +95,13 @@ def _by_reply_code(code: int, text: str, what: str) -> ProviderError:
 
 def provider_error(exc: Exception) -> ProviderError:
     """Map an ``smtplib``/socket failure to the error the delivery pipeline acts on."""
+    if isinstance(exc, TargetRefused):
+        return PermanentProviderError(str(exc), code="address_not_allowed")
+    if isinstance(exc, TargetUnreachable):
+        # refused, timed out, no route, no such name, not an SMTP server: one answer, so a
+        # tenant cannot tell an open port from a closed one
+        return TransientProviderError(f"could not connect to the SMTP server {exc.host}:{exc.port}",
+                                      code="connection_error")
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         code, text = next(iter(exc.recipients.values()), (-1, b""))
         return _by_reply_code(code, _reply_text(text), "recipient refused")
@@ -107,6 +122,41 @@ def provider_error(exc: Exception) -> ProviderError:
     if isinstance(exc, OSError | smtplib.SMTPException):
         return TransientProviderError(f"SMTP connection failed: {exc!r}", code="connection_error")
     raise TypeError(f"not an SMTP failure: {exc!r}") from exc
+
+
+class _GuardedSMTP(smtplib.SMTP):
+    """``smtplib.SMTP`` whose socket comes from the network guard: connected to the very
+    address that was checked (TLS still verifies the host name, ``self._host``)."""
+
+    def __init__(self, *args, network: NetworkGuard, **kwargs) -> None:
+        self._network = network
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        return self._network.connect(host, port, timeout, self.source_address)
+
+
+class _GuardedSMTP_SSL(smtplib.SMTP_SSL, _GuardedSMTP):  # noqa: N801 - smtplib's name
+    """TLS from the first byte over the guarded socket (SMTP_SSL wraps what _GuardedSMTP connects)."""
+
+    def __init__(self, *args, network: NetworkGuard, **kwargs) -> None:
+        self._network = network
+        smtplib.SMTP_SSL.__init__(self, *args, **kwargs)
+
+
+def _connected(creds: SmtpCredentials, *, helo: str, timeout: float, context: ssl.SSLContext,
+               network: NetworkGuard) -> smtplib.SMTP:
+    """A session past the server's greeting. Whatever goes wrong before the greeting is one
+    ``TargetUnreachable``; only a refused address or a refused certificate says more."""
+    try:
+        if creds.security == "tls":
+            return _GuardedSMTP_SSL(creds.host, creds.port, local_hostname=helo, timeout=timeout, context=context,
+                                    network=network)
+        return _GuardedSMTP(creds.host, creds.port, local_hostname=helo, timeout=timeout, network=network)
+    except (TargetRefused, TargetUnreachable, ssl.SSLCertVerificationError):
+        raise
+    except (smtplib.SMTPException, OSError):
+        raise TargetUnreachable(creds.host, creds.port) from None
 
 
 class SmtpConnector(MessagingConnector):
@@ -136,6 +186,11 @@ class SmtpConnector(MessagingConnector):
     def parse(cls, request: WebhookRequest) -> list[InboundEvent]:
         return []
 
+    # --- where it connects ----------------------------------------------------------
+    def network_targets(self) -> list[tuple[str, str, int]]:
+        """``(credentials field, host, port)`` the tenant chose and the hub will connect to."""
+        return [("host", self.credentials.host, self.credentials.port)]
+
     # --- provider calls -------------------------------------------------------------
     @contextmanager
     def _session(self):
@@ -143,12 +198,7 @@ class SmtpConnector(MessagingConnector):
         creds = self.credentials
         helo = self.settings.helo_hostname or domain_of(creds.from_address)
         context = ssl.create_default_context()
-        if creds.security == "tls":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                creds.host, creds.port, local_hostname=helo, timeout=self.timeout, context=context
-            )
-        else:
-            smtp = smtplib.SMTP(creds.host, creds.port, local_hostname=helo, timeout=self.timeout)
+        smtp = _connected(creds, helo=helo, timeout=self.timeout, context=context, network=self.network)
         try:
             smtp.ehlo()
             if creds.security == "starttls":
@@ -173,10 +223,11 @@ class SmtpConnector(MessagingConnector):
         email = compose_email(
             message, from_address=creds.from_address, from_name=creds.from_name, message_id=message_id
         )
+        verify_generated_headers(email)
         try:
             with self._session() as smtp:
                 smtp.send_message(email, from_addr=creds.from_address, to_addrs=[email["To"].addresses[0].addr_spec])
-        except (smtplib.SMTPException, OSError) as exc:
+        except (smtplib.SMTPException, OSError, TargetRefused) as exc:
             raise provider_error(exc) from exc
         return SendResult(provider_message_id=message_id, status="sent", raw={"message_id": message_id})
 
@@ -185,7 +236,7 @@ class SmtpConnector(MessagingConnector):
         try:
             with self._session() as smtp:
                 code, reply = smtp.noop()
-        except (smtplib.SMTPException, OSError) as exc:
+        except (smtplib.SMTPException, OSError, TargetRefused) as exc:
             error = provider_error(exc)
             return HealthCheck(ok=False, detail=f"{error.code}: {error.message}")
         return HealthCheck(ok=code == 250, detail=f"{code} {_reply_text(reply)}")

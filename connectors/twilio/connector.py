@@ -39,6 +39,7 @@ from connectors.base import (
     TransientProviderError,
     WebhookRequest,
 )
+from connectors.netguard import NetworkGuard
 from connectors.twilio.schemas import TwilioConfig, TwilioCredentials
 from connectors.twilio.transport import RedirectedHttpClient, TransportError, TransportTimeout
 
@@ -120,8 +121,10 @@ class TwilioConnector(MessagingConnector):
         config: Mapping[str, Any] | None = None,
         base_url: str | None = None,
         timeout: float = 10.0,
+        network: NetworkGuard | None = None,
     ) -> None:
-        super().__init__(credentials=credentials, config=config, base_url=base_url, timeout=timeout)
+        super().__init__(credentials=credentials, config=config, base_url=base_url, timeout=timeout,
+                         network=network)
         self.credentials: TwilioCredentials
         self.settings: TwilioConfig
         self._http = RedirectedHttpClient(base_url=base_url, timeout=timeout)

@@ -27,9 +27,11 @@ from connectors.base import (
 from connectors.whatsapp_cloud.errors import provider_error_from_response, provider_error_from_transport
 from connectors.whatsapp_cloud.events import parse_webhook, route_keys_of
 from connectors.whatsapp_cloud.templates import ProviderTemplate, template_from_graph
+from connectors.whatsapp_cloud.users import is_bsuid
+from connectors.whatsapp_cloud.versions import CURRENT_VERSION
 
 GRAPH_URL = "https://graph.facebook.com"
-DEFAULT_API_VERSION = "v21.0"
+DEFAULT_API_VERSION = CURRENT_VERSION  # the hub passes its HUB_WHATSAPP_GRAPH_VERSION in config
 SIGNATURE_HEADER = "x-hub-signature-256"
 
 # Meta renders these link types inline; anything else goes as a document (a file).
@@ -73,7 +75,7 @@ class WhatsAppCloudConfig(BaseModel):
     api_version: str = Field(
         default=DEFAULT_API_VERSION,
         title="Graph API version",
-        description="Path prefix of every Graph call, e.g. v21.0.",
+        description="Path prefix of every Graph call, e.g. v26.0 (the platform's; see versions.py).",
         pattern=r"^v[0-9]+\.[0-9]+$",
     )
     default_template_language: str = Field(
@@ -177,10 +179,14 @@ class WhatsAppCloudConnector(MessagingConnector):
         """The JSON body of ``POST /{version}/{phone_number_id}/messages`` for ``message``."""
         if message.channel not in self.channels:
             raise PermanentProviderError(f"WhatsApp Cloud cannot send on channel {message.channel!r}")
-        recipient = normalize_recipient(message.to)
-        if not recipient:
-            raise PermanentProviderError(f"{message.to!r} is not a phone number")
-        payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": recipient}
+        payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual"}
+        if is_bsuid(message.to):
+            payload["recipient"] = message.to.strip()  # a username user: no phone number to send to
+        else:
+            recipient = normalize_recipient(message.to)
+            if not recipient:
+                raise PermanentProviderError(f"{message.to!r} is not a phone number")
+            payload["to"] = recipient
         if message.template_name:
             template: dict[str, Any] = {
                 "name": message.template_name,
@@ -259,8 +265,24 @@ class WhatsAppCloudConnector(MessagingConnector):
                 params = {**params, "after": after}
         raise PermanentProviderError(f"message templates span more than {max_pages} pages; stopped")
 
+    def subscribe_app(self) -> None:
+        """Subscribe our app to the WhatsApp Business account's webhooks
+        (``POST /{waba_id}/subscribed_apps``): without it Meta sends the number's messages
+        and statuses to no one. Idempotent at Meta."""
+        with self._client() as client:
+            answer = self._request(client, "POST", self._path(self.credentials.waba_id, "subscribed_apps"))
+        if answer.get("success") is not True:
+            raise PermanentProviderError("Meta did not confirm the webhook subscription")
+
+    def app_subscribed(self) -> bool:
+        """Whether an app is subscribed to the account's webhooks (``GET …/subscribed_apps``)."""
+        with self._client() as client:
+            answer = self._request(client, "GET", self._path(self.credentials.waba_id, "subscribed_apps"))
+        return bool(answer.get("data"))
+
     def check(self) -> HealthCheck:
-        """Read the phone number's own Graph object: proves the token reaches it."""
+        """Read the phone number's own Graph object (proves the token reaches it) and the
+        account's webhook subscription (without one, no message would ever arrive)."""
         try:
             with self._client() as client:
                 answer = self._request(
@@ -269,12 +291,12 @@ class WhatsAppCloudConnector(MessagingConnector):
                     self._path(self.credentials.phone_number_id),
                     params={"fields": "display_phone_number,verified_name,quality_rating"},
                 )
+            subscribed = self.app_subscribed()
         except ProviderError as exc:
             return HealthCheck(ok=False, detail=f"{exc.code or exc.status or 'error'}: {exc.message}")
-        return HealthCheck(
-            ok=True,
-            detail=(
-                f"{answer.get('display_phone_number', '?')} ({answer.get('verified_name', '?')}), "
-                f"quality {answer.get('quality_rating', 'unknown')}"
-            ),
-        )
+        number = (f"{answer.get('display_phone_number', '?')} ({answer.get('verified_name', '?')}), "
+                  f"quality {answer.get('quality_rating', 'unknown')}")
+        if not subscribed:
+            return HealthCheck(ok=False, detail=f"{number}; no app is subscribed to WABA {self.credentials.waba_id}'s "
+                                                "webhooks, so no message or status arrives")
+        return HealthCheck(ok=True, detail=f"{number}; webhooks subscribed")

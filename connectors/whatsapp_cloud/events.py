@@ -13,6 +13,7 @@ than failing the whole batch.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,15 +101,31 @@ def route_keys_of(body: bytes) -> list[str]:
     return list(keys)
 
 
-def _profile_names(value: dict[str, Any]) -> dict[str, str]:
-    names: dict[str, str] = {}
+@dataclass(frozen=True)
+class _Profile:
+    """A ``contacts[]`` entry: who wrote, as far as Meta says (see users.py)."""
+
+    wa_id: str | None
+    user_id: str | None
+    name: str | None
+    username: str | None
+
+
+def _profiles(value: dict[str, Any]) -> list[_Profile]:
+    profiles = []
     for contact in _dicts(value.get("contacts")):
-        wa_id = _text(contact.get("wa_id"))
-        profile = contact.get("profile")
-        name = _text(profile.get("name")) if isinstance(profile, dict) else None
-        if wa_id and name:
-            names[wa_id] = name
-    return names
+        profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
+        profiles.append(_Profile(_text(contact.get("wa_id")), _text(contact.get("user_id")),
+                                 _text(profile.get("name")), _text(profile.get("username"))))
+    return profiles
+
+
+def _profile_of(profiles: list[_Profile], wa_id: str | None, user_id: str | None) -> _Profile | None:
+    """The sender's contacts[] entry (by phone or BSUID); the only one when it names neither."""
+    for profile in profiles:
+        if (wa_id and profile.wa_id == wa_id) or (user_id and profile.user_id == user_id):
+            return profile
+    return profiles[0] if len(profiles) == 1 else None
 
 
 def _content(message: dict[str, Any], kind: str) -> tuple[str, dict | None, dict | None, dict | None] | None:
@@ -149,7 +166,7 @@ def _content(message: dict[str, Any], kind: str) -> tuple[str, dict | None, dict
 
 
 def _message_event(message: dict[str, Any], phone_number_id: ProviderId | None, display_phone_number: str | None,
-                   names: dict[str, str]) -> InboundEvent | None:
+                   profiles: list[_Profile]) -> InboundEvent | None:
     message_id = _text(message.get("id"))
     kind = _text(message.get("type"))
     if not message_id or kind not in RECEIVED_MESSAGE_TYPES:
@@ -158,7 +175,12 @@ def _message_event(message: dict[str, Any], phone_number_id: ProviderId | None, 
     if content is None:
         return None
     body, media, reply, location = content
-    sender = _text(message.get("from"))
+    sender = _text(message.get("from"))  # the phone number; omitted for a username-only user
+    user_id = _text(message.get("from_user_id"))
+    profile = _profile_of(profiles, sender, user_id)
+    user_id = user_id or (profile.user_id if profile else None)
+    if not sender and not user_id:
+        return None  # nobody to answer
     occurred_at = _timestamp(message.get("timestamp"))
     context = message.get("context")
     data = {
@@ -167,8 +189,9 @@ def _message_event(message: dict[str, Any], phone_number_id: ProviderId | None, 
         # the address the customer wrote to; phone_number_id above is only Meta's id for it
         "display_phone_number": display_phone_number,
         "from": sender,
-        # a contacts[] entry normally names the sender; fall back to the only one given
-        "profile_name": names.get(sender or "") or (next(iter(names.values())) if len(names) == 1 else None),
+        "from_user_id": user_id,  # the business-scoped user id (BSUID)
+        "username": profile.username if profile else None,
+        "profile_name": profile.name if profile else None,
         "type": kind,
         "body": body,
         "media": media,
@@ -204,7 +227,8 @@ def _status_event(status: dict[str, Any], phone_number_id: ProviderId | None) ->
         "message_id": message_id,
         "phone_number_id": phone_number_id,
         "status": value,
-        "recipient_id": _text(status.get("recipient_id")),
+        "recipient_id": _text(status.get("recipient_id")),  # the phone; omitted for a BSUID-only user
+        "recipient_user_id": _text(status.get("recipient_user_id")),
         "timestamp": occurred_at.isoformat() if occurred_at else None,
         "errors": errors,
         "error_code": errors[0]["code"] if errors else None,
@@ -225,9 +249,9 @@ def parse_webhook(body: bytes) -> list[InboundEvent]:
     events: list[InboundEvent] = []
     for value in _changes(payload):
         phone_number_id = _phone_number_id(value)
-        names = _profile_names(value)
+        profiles = _profiles(value)
         for message in _dicts(value.get("messages")):
-            event = _message_event(message, phone_number_id, _display_phone_number(value), names)
+            event = _message_event(message, phone_number_id, _display_phone_number(value), profiles)
             if event is not None:
                 events.append(event)
         for status in _dicts(value.get("statuses")):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from hub.audit import service as audit
-from hub.audit.schemas import AuditEventRead, AuditPage
+from hub.audit.checkpoints import current_checkpoint
+from hub.audit.schemas import AuditCheckpointRead, AuditEventRead, AuditPage
 from hub.auth.deps import require
 from hub.auth.scopes import PLATFORM_ADMIN
 from hub.deps import DbSession
@@ -33,11 +35,31 @@ def read_audit(
 ) -> AuditPage:
     """The caller's audit trail, newest first: a tenant's token reads its own; a
     platform token reads the platform's, or a tenant's with ``tenant_id``."""
-    chain_owner = principal.tenant_id
-    if tenant_id is not None and tenant_id != principal.tenant_id:
-        if PLATFORM_ADMIN not in principal.scopes:
-            raise NotFound("no audit trail for that tenant")
-        chain_owner = tenant_id
+    chain_owner = _chain_owner(principal, tenant_id)
     rows, next_cursor = audit.list_events(session=session, tenant_id=chain_owner, since=since, until=until,
                                           action=action, actor=actor, limit=limit, cursor=cursor)
     return AuditPage(data=[AuditEventRead.model_validate(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/audit/checkpoint", response_model=AuditCheckpointRead)
+def read_audit_checkpoint(
+    session: DbSession,
+    principal: require("audit:read"),
+    tenant_id: Annotated[uuid.UUID | None, Query(description="platform admins only: a tenant's chain")] = None,
+) -> AuditCheckpointRead:
+    """A checkpoint of the caller's audit chain, signed now with a key the database does
+    not hold. Keep it outside the hub: `hub audit verify --checkpoint` proves the chain
+    still reaches it (rows cut from the end of the chain show)."""
+    checkpoint = current_checkpoint(session=session, chain=audit.chain_of(_chain_owner(principal, tenant_id)))
+    if checkpoint is None:
+        raise NotFound("this audit trail has no rows yet")
+    return AuditCheckpointRead(**asdict(checkpoint))
+
+
+def _chain_owner(principal, tenant_id: uuid.UUID | None) -> uuid.UUID | None:
+    """Whose chain the caller reads: its own, or with ``tenant_id`` (platform admins) a tenant's."""
+    if tenant_id is not None and tenant_id != principal.tenant_id:
+        if PLATFORM_ADMIN not in principal.scopes:
+            raise NotFound("no audit trail for that tenant")
+        return tenant_id
+    return principal.tenant_id

@@ -16,7 +16,9 @@ PLATFORM_CHAIN = "platform"
 
 
 class AuditEvent(Base):
-    """One audited fact. ``hash = sha256(prev_hash + canonical JSON of the row)``.
+    """One audited fact. ``hash = HMAC-SHA256(chain key of key_id, prev_hash + canonical
+    JSON of the row)`` (hub.audit.keys); rows written before the chain was keyed have no
+    ``key_id`` and ``hash = sha256(prev_hash + canonical JSON)``, and may only come first.
 
     No foreign key to tenants: the trail outlives what it describes.
     """
@@ -41,6 +43,8 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # the master key whose chain key sealed the row; None: plain SHA-256 (before 0021)
+    key_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditChainHead(Base):
@@ -52,3 +56,21 @@ class AuditChainHead(Base):
     chain: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_seq: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))
+    # rows 1..legacy_seq were written before the chain was keyed (plain SHA-256); every
+    # later row must be keyed. Fixed by migration 0021 and signed into each checkpoint.
+    legacy_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class AuditCheckpoint(Base):
+    """The latest signed checkpoint of a chain's head (hub.audit.checkpoints). Copies
+    kept outside the database are what prove a cut tail; this one is the newest."""
+
+    __tablename__ = "audit_checkpoints"
+
+    chain: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    legacy_seq: Mapped[int] = mapped_column(BigInteger)
+    signed_at: Mapped[datetime]
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))

@@ -155,7 +155,8 @@ def _token_sessions(runtime: Runtime) -> sessionmaker[Session]:
         factory = runtime.caches.get("google_token_sessions")
         if factory is None:
             engine = make_engine(runtime.settings.effective_database_url, poolclass=NullPool)
-            factory = runtime.caches["google_token_sessions"] = make_session_factory(engine)
+            factory = runtime.caches["google_token_sessions"] = make_session_factory(
+                engine, info=runtime.session_factory.kw.get("info"))
         return factory
 
 

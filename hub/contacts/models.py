@@ -31,6 +31,7 @@ class Contact(TimestampMixin, Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "phone"),
         UniqueConstraint("tenant_id", "email"),
+        UniqueConstraint("tenant_id", "whatsapp_user_id"),
         Index("ix_contacts_tenant_created", "tenant_id", "created_at"),
     )
 
@@ -39,6 +40,9 @@ class Contact(TimestampMixin, Base):
     name: Mapped[str | None] = mapped_column(String(200))
     phone: Mapped[str | None] = mapped_column(String(32))
     email: Mapped[str | None] = mapped_column(String(320))
+    # Meta's business-scoped user id (connectors.whatsapp_cloud.users): how WhatsApp
+    # names the person, with or without a phone number (a username user has none)
+    whatsapp_user_id: Mapped[str | None] = mapped_column(String(160))
     locale: Mapped[str | None] = mapped_column(String(16))  # None: the tenant's
     erased_at: Mapped[datetime | None]
 

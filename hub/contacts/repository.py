@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.contacts.models import AutoReplyRule, AutoReplySent, BusinessHours, ConsentStatus, Contact, ContactConsent
@@ -70,6 +71,28 @@ class ContactRepository:
                       conflict=["tenant_id", "phone"])
         return self.session.scalar(self._scoped().where(Contact.phone == phone))
 
+    def by_whatsapp_user(self, user_id: str) -> Contact | None:
+        return self.session.scalar(self._scoped().where(Contact.whatsapp_user_id == user_id))
+
+    def match_whatsapp_user(self, user_id: str, *, now: datetime) -> Contact:
+        """The contact Meta names ``user_id`` (a BSUID), created if none, like match_phone."""
+        insert_ignore(self.session, Contact, {"id": new_id(), "tenant_id": self.tenant_id,
+                                              "whatsapp_user_id": user_id, "created_at": now, "updated_at": now},
+                      conflict=["tenant_id", "whatsapp_user_id"])
+        return self.session.scalar(self._scoped().where(Contact.whatsapp_user_id == user_id))
+
+    def link_whatsapp_user(self, contact: Contact, user_id: str, *, now: datetime) -> None:
+        """Note the BSUID of a contact matched by phone, once. A BSUID another contact
+        already holds (the person wrote first with the number hidden) stays with it."""
+        if contact.whatsapp_user_id is not None or self.by_whatsapp_user(user_id) is not None:
+            return
+        try:
+            with self.session.begin_nested():  # the unique (tenant, BSUID) decides a race
+                contact.whatsapp_user_id, contact.updated_at = user_id, now
+                self.session.flush()
+        except IntegrityError:
+            self.session.refresh(contact)
+
     # --- consent ---------------------------------------------------------------------
 
     def consent(self, contact_id: uuid.UUID, channel: str) -> ContactConsent | None:
@@ -104,13 +127,17 @@ class ContactRepository:
 
     def opted_out_among(self, channel: str, addresses: list[str]) -> set[str]:
         """Which of ``addresses`` opted out of ``channel``, in one query."""
-        column = Contact.phone if channel in PHONE_CHANNELS else Contact.email
-        return set(self.session.scalars(
-            select(column)
+        # on WhatsApp a person may be addressed by Meta's business-scoped id as well
+        columns = ([Contact.phone, Contact.whatsapp_user_id] if channel == "whatsapp"
+                   else [Contact.phone] if channel in PHONE_CHANNELS else [Contact.email])
+        rows = self.session.execute(
+            select(*columns)
             .join(ContactConsent, Contact.id == ContactConsent.contact_id)
-            .where(Contact.tenant_id == self.tenant_id, column.in_(addresses), ContactConsent.channel == channel,
-                   ContactConsent.status == ConsentStatus.OPTED_OUT)
-        ))
+            .where(Contact.tenant_id == self.tenant_id, or_(*(c.in_(addresses) for c in columns)),
+                   ContactConsent.channel == channel, ContactConsent.status == ConsentStatus.OPTED_OUT)
+        )
+        wanted = set(addresses)
+        return {value for row in rows for value in row if value in wanted}
 
     def delete_consents(self, contact_id: uuid.UUID) -> None:
         self.session.execute(delete(ContactConsent).where(ContactConsent.tenant_id == self.tenant_id,
@@ -119,9 +146,11 @@ class ContactRepository:
     # --- what the hub holds keyed by the contact's addresses ----------------------------
 
     def _address_filters(self, contact: Contact) -> tuple[list[Any], list[Any]]:
-        """(conversation filters, message filters) matching the contact's phone and e-mail."""
+        """(conversation filters, message filters) matching the contact's phone, e-mail and
+        WhatsApp BSUID (a username user's conversation is keyed by it)."""
         conversations, messages = [], []
-        for channels, address in ((PHONE_CHANNELS, contact.phone), (("email",), contact.email)):
+        for channels, address in ((PHONE_CHANNELS, contact.phone), (("email",), contact.email),
+                                  (("whatsapp",), contact.whatsapp_user_id)):
             if not address:
                 continue
             conversations.append(Conversation.channel.in_(channels) & (Conversation.contact_address == address))

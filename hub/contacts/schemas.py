@@ -62,6 +62,9 @@ class ContactSummary(BaseModel):
     name: str | None
     phone: str | None
     email: str | None
+    whatsapp_user_id: str | None = Field(
+        default=None, description="Meta's business-scoped id of the person on WhatsApp (set from their messages; "
+        "a WhatsApp user who hides the phone number has only this)")
     locale: str | None
     created_at: datetime
     updated_at: datetime

@@ -25,6 +25,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from connectors.whatsapp_cloud.users import is_bsuid
 from hub.calendar.models import Appointment
 from hub.contacts.models import AutoReplyRule, BusinessHours, ConsentStatus, Contact, ContactConsent
 from hub.contacts.repository import PHONE_CHANNELS, AutoReplyRepository, ContactRepository
@@ -57,6 +58,10 @@ OPT_OUT_KEYWORDS = frozenset({"stop", "sair", "parar", "cancelar", "descadastrar
 OPT_IN_KEYWORDS = frozenset({"start", "voltar"})
 SOURCE_API = "api"
 SOURCE_KEYWORD = "inbound_keyword"
+# Twilio's 21610: the person answered STOP to the carrier (Twilio blocks the pair itself);
+# https://www.twilio.com/docs/api/errors/21610
+SOURCE_CARRIER = "carrier_stop"
+CARRIER_OPT_OUT_CODES = frozenset({"21610"})
 # a keyword rule answers a conversation at most once in this long
 KEYWORD_WINDOW = timedelta(hours=24)
 AFTER_HOURS = "after_hours"
@@ -261,18 +266,25 @@ def pseudonym() -> str:
 
 
 def _erase_webhook_events(session: Session, tenant_id: uuid.UUID, contact: Contact, now: datetime) -> int:
-    """Strip the raw provider events sent by or about the contact's phone."""
-    if not contact.phone:
+    """Strip the raw provider events sent by or about the contact's phone or WhatsApp BSUID."""
+    matches = []
+    if contact.phone:
+        tail = contact.phone[-8:]  # every spelling (a wa_id without the 9th digit too) ends so
+        matches += [WebhookEvent.payload[key].as_string().like(f"%{tail}") for key in ("from", "recipient_id")]
+    if contact.whatsapp_user_id:
+        matches += [WebhookEvent.payload[key].as_string() == contact.whatsapp_user_id
+                    for key in ("from_user_id", "recipient_user_id")]
+    if not matches:
         return 0
-    tail = contact.phone[-8:]  # every spelling (a wa_id without the 9th digit too) ends so
-    senders = (WebhookEvent.payload["from"].as_string(), WebhookEvent.payload["recipient_id"].as_string())
-    candidates = session.scalars(select(WebhookEvent).where(
-        WebhookEvent.tenant_id == tenant_id, or_(*(s.like(f"%{tail}") for s in senders))))
+    candidates = session.scalars(select(WebhookEvent).where(WebhookEvent.tenant_id == tenant_id, or_(*matches)))
     erased = 0
     for event in candidates:
         raw = event.payload.get("from") or event.payload.get("recipient_id") or ""
         channel = event.payload.get("channel") or "whatsapp"
-        if contact_address(channel, str(raw)) != contact.phone:
+        by_phone = bool(raw) and contact.phone is not None and contact_address(channel, str(raw)) == contact.phone
+        by_user = contact.whatsapp_user_id is not None and contact.whatsapp_user_id in (
+            event.payload.get("from_user_id"), event.payload.get("recipient_user_id"))
+        if not (by_phone or by_user):
             continue
         kept = {k: event.payload[k] for k in ("channel", "message_sid", "message_id", "status")
                 if k in event.payload}
@@ -291,7 +303,7 @@ def erase_contact(*, session: Session, tenant_id: uuid.UUID, contact_id: uuid.UU
     contact = get_contact(session=session, tenant_id=tenant_id, contact_id=contact_id)
     now = utcnow()
     alias = pseudonym()
-    addresses = {a for a in (contact.phone, contact.email) if a}
+    addresses = {a for a in (contact.phone, contact.email, contact.whatsapp_user_id) if a}
     conversations = repo.conversations_of(contact)
     messages = repo.messages_of(contact, [c.id for c in conversations])
     unsent = [m.id for m in messages if m.direction == Direction.OUTBOUND and m.status in CLAIMABLE]
@@ -318,7 +330,7 @@ def erase_contact(*, session: Session, tenant_id: uuid.UUID, contact_id: uuid.UU
         appointment.contact_name = appointment.contact_phone = appointment.contact_email = None
     _erase_webhook_events(session, tenant_id, contact, now)
     repo.delete_consents(contact.id)
-    contact.name = contact.phone = contact.email = contact.locale = None
+    contact.name = contact.phone = contact.email = contact.whatsapp_user_id = contact.locale = None
     contact.erased_at = now
     contact.updated_at = now
     session.flush()
@@ -379,20 +391,59 @@ def _queue_reply(session: Session, runtime: Runtime, tenant_id: uuid.UUID, conve
         return None
 
 
-def _match_contact(repo: ContactRepository, message: Message, now: datetime) -> Contact | None:
+def _match_contact(repo: ContactRepository, message: Message, now: datetime,
+                   whatsapp_user_id: str | None = None) -> Contact | None:
     address = message.from_address or ""
+    if message.channel == "whatsapp" and is_bsuid(address):
+        return repo.match_whatsapp_user(address, now=now)  # a username user: no phone to key by
     if message.channel in PHONE_CHANNELS:
         try:
             if normalize_phone(address) != address:
                 return None
         except InvalidAddress:
             return None  # a short code or an alphanumeric sender is no person to keep
-        return repo.match_phone(address, now=now)
+        contact = repo.match_phone(address, now=now)
+        if whatsapp_user_id and message.channel == "whatsapp" and is_bsuid(whatsapp_user_id):
+            repo.link_whatsapp_user(contact, whatsapp_user_id, now=now)
+        return contact
     return repo.by_address(message.channel, address)
 
 
+def on_delivery_refused(*, session: Session, tenant_id: uuid.UUID, channel: str, to: str,
+                        error_code: str | None) -> bool:
+    """A provider refused a message because its recipient opted out at the carrier
+    (Twilio 21610, at send time or in a status callback): the contact is opted out of
+    that channel, as by a STOP keyword, so later sends are suppressed (or fall back)
+    instead of refused again. True when the consent changed."""
+    if error_code not in CARRIER_OPT_OUT_CODES or channel not in PHONE_CHANNELS:
+        return False
+    try:
+        phone = normalize_phone(to)
+    except InvalidAddress:
+        return False
+    now = utcnow()
+    repo = ContactRepository(session, tenant_id)
+    contact = repo.match_phone(phone, now=now)
+    changed = repo.set_consent(contact.id, channel, ConsentStatus.OPTED_OUT, source=SOURCE_CARRIER, now=now)
+    if changed:
+        log.info("recipient opted out at the carrier", tenant_id=str(tenant_id), channel=channel)
+    return changed
+
+
+def whatsapp_sender_address(session: Session, tenant_id: uuid.UUID, phone: str | None, user_id: str | None) -> str:
+    """The address a WhatsApp sender's messages are threaded under: the phone when Meta
+    sends it, else the phone of the contact the BSUID belongs to (a person who hid the
+    number later stays in the same conversation), else the BSUID itself."""
+    if phone:
+        return phone
+    if not user_id:
+        return ""
+    contact = ContactRepository(session, tenant_id).by_whatsapp_user(user_id)
+    return contact.phone if contact is not None and contact.phone else user_id
+
+
 def on_inbound_message(*, session: Session, runtime: Runtime, tenant_id: uuid.UUID, message: Message,
-                       now: datetime | None = None) -> InboundOutcome:
+                       now: datetime | None = None, whatsapp_user_id: str | None = None) -> InboundOutcome:
     """After an inbound message is recorded: match or create its contact by phone, apply
     an opt-out/opt-in keyword (confirmed once, when the consent changes), otherwise
     answer with an auto-reply due in this window. ``now`` defaults to when the message
@@ -401,7 +452,7 @@ def on_inbound_message(*, session: Session, runtime: Runtime, tenant_id: uuid.UU
         return InboundOutcome(None)
     now = now or message.created_at or utcnow()
     repo = ContactRepository(session, tenant_id)
-    contact = _match_contact(repo, message, now)
+    contact = _match_contact(repo, message, now, whatsapp_user_id)
     if contact is not None and message.contact_id is None:
         message.contact_id = contact.id  # the message is this contact's, as an outbound one to them is
         session.flush()

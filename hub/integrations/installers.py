@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from connectors.base import Connector, ProviderError
+from connectors.netguard import TargetRefused, TargetUnreachable
 from hub.errors import Invalid, NotFound
-from hub.providers import provider_base_url
+from hub.providers import network_guard, platform_config, provider_base_url
 from hub.webhooks.routes import release_routes, route_cache, routes_of
 from tenants import service as tenants
 from tenants.models import Integration, IntegrationStatus
@@ -121,9 +122,11 @@ class ConnectorInstaller:
 def check_with_provider(runtime: Runtime, connector_cls: type[Connector], credentials: BaseModel,
                         config: dict[str, Any]) -> None:
     """Ask the provider once whether these credentials work: a 422 saying why when not."""
-    connector = connector_cls(credentials=credentials, config=config, base_url=provider_base_url(runtime),
-                              timeout=runtime.settings.delivery_timeout_seconds)
+    connector = connector_cls(credentials=credentials, config=platform_config(runtime, connector_cls.kind, config),
+                              base_url=provider_base_url(runtime),
+                              timeout=runtime.settings.delivery_timeout_seconds, network=network_guard(runtime))
     try:
+        check_targets(connector)
         health = connector.check()
     except ProviderError as exc:
         raise Invalid(f"{connector_cls.display_name} refused these credentials: {exc.message}",
@@ -135,6 +138,22 @@ def check_with_provider(runtime: Runtime, connector_cls: type[Connector], creden
     if not health.ok:
         raise Invalid(f"{connector_cls.display_name} refused these credentials: {health.detail}",
                       code="provider_check_failed")
+
+
+def check_targets(connector: Connector) -> None:
+    """Refuse (422 naming the field) an address the tenant chose that resolves to one the hub
+    does not connect to (loopback, private, link-local … in production). Not saying which
+    address or why: the tenant learns nothing of the hub's network it did not already know."""
+    for field, host, port in connector.network_targets():
+        try:
+            connector.network.check(host, port)
+        except TargetRefused:
+            raise Invalid(f"credentials.{field}: {host!r} is not a public address; the hub connects only to "
+                          "public hosts", code="address_not_allowed",
+                          details=[{"loc": ["credentials", field], "msg": "not a public address",
+                                    "type": "address_not_allowed"}]) from None
+        except TargetUnreachable:
+            pass  # the provider check answers "could not connect", like any other failure to connect
 
 
 def drop_routes(*, session: Session, runtime: Runtime, integration: Integration) -> None:

@@ -20,6 +20,8 @@ from phonenumbers import (
     ValidationResult,
 )
 
+from connectors.whatsapp_cloud.users import is_bsuid
+
 # A normalized phone number. Only normalize_phone makes one; a provider's id
 # (connectors.base.ProviderId: Meta's phone_number_id, a Twilio SID) is a different
 # type, so handing an id where an address is expected shows up in review and typing.
@@ -125,6 +127,8 @@ def normalize_email(raw: str) -> str:
 
 def normalize_address(channel: Channel, raw: str, *, default_region: str = "BR") -> str:
     """Return the canonical address for `channel`: E.164 for sms/whatsapp, normalized e-mail for email."""
+    if channel == "whatsapp" and is_bsuid(raw):
+        return raw.strip()  # a WhatsApp user known by Meta's business-scoped id (no phone number)
     if channel in ("sms", "whatsapp"):
         return normalize_phone(raw, default_region=default_region)
     if channel == "email":
@@ -156,6 +160,8 @@ def check_recipient_phone(e164: str) -> str:
 def recipient_address(channel: Channel, raw: str, *, default_region: str = "BR") -> str:
     """``normalize_address`` for someone a message goes to: special-service numbers refused."""
     address = normalize_address(channel, raw, default_region=default_region)
+    if channel == "whatsapp" and is_bsuid(address):
+        return address
     return check_recipient_phone(address) if channel in ("sms", "whatsapp") else address
 
 

@@ -25,10 +25,11 @@ import phonenumbers
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
+from connectors.whatsapp_cloud.users import is_bsuid
 from hub.contacts.models import Contact
 from hub.contacts.repository import ContactRepository
 from hub.db import utcnow
-from hub.errors import Conflict, HubError, Invalid
+from hub.errors import Conflict, HubError, Invalid, Unavailable
 from hub.messaging.addresses import (
     InvalidAddress,
     check_recipient_phone,
@@ -38,6 +39,7 @@ from hub.messaging.addresses import (
 )
 from hub.messaging.models import DEFAULT_CHANNEL_ORDER, Message, MessageStatus, MessagingSettings
 from hub.messaging.segments import MAX_SMS_SEGMENTS, TooManySegments, check_segments
+from hub.providers import provider_base_url
 from hub.whatsapp.service import ResolvedTemplate, TemplateRequest, WhatsAppRefused
 from tenants.models import Integration, IntegrationStatus, Tenant
 from tenants.repository import IntegrationRepository
@@ -153,21 +155,22 @@ def _email_sender(session: Session, runtime: Runtime, tenant_id: uuid.UUID) -> S
         from_address = tenants.open_credentials(session=session, vault=runtime.vault,
                                                 integration=integration).get("from_address")
         return Sender(integration, from_address)
-    platform = platform_smtp_values(runtime)
+    platform = platform_smtp_values(runtime, connect=False)
     if platform is None:
         raise Conflict(f"no {EMAIL_KIND} integration and no platform default (HUB_SMTP_URL): connect one "
                        f"(PUT /v1/integrations/{EMAIL_KIND}) to send e-mail", code="no_sending_integration")
     return Sender(None, platform["from_address"])
 
 
-def platform_smtp_values(runtime: Runtime) -> dict[str, Any] | None:
+def platform_smtp_values(runtime: Runtime, *, connect: bool = True) -> dict[str, Any] | None:
     """``SmtpCredentials`` values of the platform's relay (HUB_SMTP_URL, HUB_SMTP_FROM), or None.
 
     ``smtp://user:pass@host:587`` (STARTTLS unless ``?security=none``), ``smtps://…:465``
-    (TLS from the first byte)."""
+    (TLS from the first byte). ``connect=False`` when only the sender matters (queueing):
+    the sandbox's sink is then not looked up."""
     raw = runtime.settings.smtp_url.get_secret_value().strip()
     if not raw:
-        return None
+        return _sandbox_smtp_values(runtime, connect=connect) if runtime.settings.use_sandbox else None
     url = urlsplit(raw)
     if url.scheme not in ("smtp", "smtps") or not url.hostname:
         raise Conflict("HUB_SMTP_URL must look like smtp://user:pass@host:port", code="smtp_misconfigured")
@@ -183,14 +186,37 @@ def platform_smtp_values(runtime: Runtime) -> dict[str, Any] | None:
     }
 
 
+def _sandbox_smtp_values(runtime: Runtime, *, connect: bool) -> dict[str, Any]:
+    """In sandbox mode without HUB_SMTP_URL the platform relay is the sandbox's SMTP sink
+    (connectors/sandbox/smtp.py), so e-mail works in `make run` with no account."""
+    import httpx
+
+    cached = runtime.caches.get("sandbox_smtp") or ({"host": None, "port": None} if not connect else None)
+    if cached is None:
+        base = provider_base_url(runtime)
+        try:
+            answer = httpx.get(f"{base}/_sandbox/smtp", timeout=10)
+            answer.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"the sandbox's SMTP sink does not answer ({exc.__class__.__name__})",
+                              code="sandbox_unavailable") from exc
+        cached = runtime.caches["sandbox_smtp"] = answer.json()
+    return {"host": cached["host"], "port": cached["port"], "username": None, "password": None,
+            "from_address": runtime.settings.smtp_from.strip() or "no-reply@sandbox.hub.test",
+            "from_name": runtime.settings.smtp_from_name or None, "security": "none"}
+
+
 def platform_smtp(runtime: Runtime, *, timeout: float) -> SmtpConnector:
     """A connector for the platform's default relay (raises Conflict when none is configured)."""
+    from connectors.netguard import NetworkGuard
     from connectors.smtp import SmtpConnector, SmtpCredentials
 
     values = platform_smtp_values(runtime)
     if values is None:
         raise Conflict("no platform SMTP relay (HUB_SMTP_URL)", code="no_sending_integration")
-    return SmtpConnector(credentials=SmtpCredentials.model_validate(values), timeout=timeout)
+    # the operator chose this relay, not a tenant: an internal one is fine
+    return SmtpConnector(credentials=SmtpCredentials.model_validate(values), timeout=timeout,
+                         network=NetworkGuard(allow_private=True))
 
 
 def email_headers(session: Session, runtime: Runtime, tenant_id: uuid.UUID,
@@ -296,6 +322,7 @@ def route_to(session: Session, runtime: Runtime, tenant_id: uuid.UUID, *, channe
         return Skip(channel, to, SUPPRESSED, Invalid(f"the recipient opted out of {channel}", code=OPTED_OUT))
     try:
         sender = sender_for(session, runtime, tenant_id, channel)
+        _reachable_by(sender, channel, to)
     except HubError as exc:
         return Skip(channel, to, SKIPPED, exc)
     try:
@@ -311,6 +338,18 @@ def route_to(session: Session, runtime: Runtime, tenant_id: uuid.UUID, *, channe
     except WhatsAppRefused as exc:
         # the window is closed and no approved template fits: not possible on this channel
         return Skip(channel, to, SKIPPED, exc.as_invalid())
+
+
+def _reachable_by(sender: Sender, channel: str, to: str) -> None:
+    """A WhatsApp user known only by Meta's business-scoped id has no number Twilio could
+    send to: only the tenant's own Cloud API number reaches them."""
+    from hub.whatsapp.service import WHATSAPP_CLOUD
+
+    if channel == "whatsapp" and is_bsuid(to) and (sender.integration is None
+                                                   or sender.integration.kind != WHATSAPP_CLOUD):
+        raise Invalid("to: this WhatsApp user shows no phone number (a username user, known by Meta's "
+                      "business-scoped id); only a whatsapp_cloud integration can reach them",
+                      code="whatsapp_user_needs_cloud_api")
 
 
 def _within_whatsapp_rules(session: Session, tenant_id: uuid.UUID, route: Route, content: Content) -> Route:

@@ -223,6 +223,8 @@ def _connector(runtime: Runtime, session: Any, message: Row[Any],
         # queued on the platform's default relay (the tenant has no smtp integration)
         try:
             return channels.platform_smtp(runtime, timeout=runtime.settings.delivery_timeout_seconds)
+        except Unavailable as exc:  # e.g. the sandbox's sink not answering yet: try again later
+            raise TransientProviderError(exc.message, code=exc.code) from exc
         except HubError as exc:
             raise PermanentProviderError(exc.message, code="integration_missing") from exc
     integration = integrations.get(message.integration_id) if message.integration_id else None

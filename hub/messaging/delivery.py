@@ -274,6 +274,12 @@ def _record(runtime: Runtime, called: list[Called]) -> dict[uuid.UUID, str | Non
                 statuses[mid] = None
                 continue
             now_stands[mid] = _as_written(ours[mid], status=values["status"], error_code=values.get("error_code"))
+            if values.get("error_code"):
+                # the contacts feature keeps consent: a carrier opt-out (21610) becomes one
+                from hub.contacts.service import on_delivery_refused
+
+                on_delivery_refused(session=session, tenant_id=c.claim.tenant_id, channel=c.claim.channel,
+                                    to=c.claim.to, error_code=values.get("error_code"))
             if status in FALLS_BACK and (moved := _fall_back(runtime, session, c.claim, status, values)):
                 hops.append((c.claim, status))
                 now_stands[mid] = moved

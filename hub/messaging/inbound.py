@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.orm import Session
 
+from connectors.whatsapp_cloud.users import is_bsuid
 from hub.db import insert_ignore, new_id
 from hub.events.service import publish_conversation_updated, publish_message_received, publish_message_status
 from hub.messaging.addresses import InvalidAddress, normalize_email, normalize_phone
@@ -54,6 +55,8 @@ def contact_address(channel: str, raw: str) -> str:
     its raw spelling: an inbound message is never dropped for its sender's format.
     """
     raw = raw.strip()
+    if channel == "whatsapp" and is_bsuid(raw):
+        return raw  # Meta's business-scoped id of a user who shows no phone number
     try:
         if channel == "email":
             return normalize_email(raw)

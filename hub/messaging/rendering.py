@@ -36,6 +36,7 @@ from jinja2.runtime import markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
+from connectors.smtp.headers import header_text_problem
 from hub.messaging.addresses import CHANNELS, Channel
 from hub.messaging.segments import SegmentCount, count_segments
 
@@ -103,6 +104,14 @@ class TemplateSyntax(TemplateError):
 
 class InvalidValue(TemplateError):
     """A value in the data is of the wrong kind for how the template uses it."""
+
+
+class UnsafeHeader(TemplateError):
+    """A rendered header (the e-mail subject) would not stay one header line."""
+
+    def __init__(self, message: str, *, part: str) -> None:
+        self.part = part
+        super().__init__(message)
 
 
 class TemplateNotFound(TemplateError, LookupError):
@@ -564,6 +573,10 @@ def render(
         return RenderedMessage(channel=channel, body=body, segments=segments)
     # A subject is one header line; a newline from the data must not start another header.
     subject = " ".join(rendered["subject"].split())
+    # ...nor one spelled as an RFC 2047 encoded-word, which the mail library would decode
+    problem = header_text_problem(subject)
+    if problem is not None:
+        raise UnsafeHeader(f"subject: template {template.name!r} renders a subject that {problem}", part="subject")
     return RenderedMessage(channel=channel, body=body, subject=subject, html=rendered["html"])
 
 

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from connectors.smtp.headers import check_header_text
 from hub.whatsapp.schemas import WhatsAppTemplateIn
 
 # Twilio refuses a body longer than this on every channel (error 21617).
@@ -73,6 +74,12 @@ class MessageCreate(BaseModel):
     whatsapp_template: WhatsAppTemplateIn | None = Field(
         None, description="WhatsApp through a whatsapp_cloud integration: send this approved template instead "
                           "of free text (required outside the 24-hour customer-service window)")
+
+    @field_validator("subject")
+    @classmethod
+    def _one_header_line(cls, value: str | None) -> str | None:
+        # checked as the e-mail will mean it: =?utf-8?q?Hi=0D=0ABcc:…?= is a line break too
+        return check_header_text(value) if value is not None else value
 
     @model_validator(mode="after")
     def _one_of_each(self) -> MessageCreate:
@@ -190,6 +197,12 @@ class MessagingSettingsUpdate(BaseModel):
     email_unsubscribe_url: str | None = Field(None, max_length=2000, pattern=r"^https://",
                                               description="https URL for List-Unsubscribe (one-click)")
     email_unsubscribe_mailto: str | None = Field(None, max_length=320)
+
+    @field_validator("email_unsubscribe_url")
+    @classmethod
+    def _one_header_line(cls, value: str | None) -> str | None:
+        # it goes into List-Unsubscribe: a decoded line break would start another header
+        return check_header_text(value, name="list-unsubscribe") if value is not None else value
 
     @model_validator(mode="after")
     def _distinct(self) -> MessagingSettingsUpdate:

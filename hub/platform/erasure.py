@@ -40,8 +40,9 @@ from tenants.repository import IntegrationRepository
 log = structlog.get_logger("hub.platform.erasure")
 
 # Tables a tenant's erasure keeps: the pseudonymous tenant row, its destroyed data key
-# (the vault's record that it is gone) and the audit trail (see the module docstring).
-KEPT_TABLES = frozenset({"tenants", "data_keys", "audit_events", "audit_chain_heads"})
+# (the vault's record that it is gone) and the audit trail with its head and checkpoint
+# (see the module docstring).
+KEPT_TABLES = frozenset({"tenants", "data_keys", "audit_events", "audit_chain_heads", "audit_checkpoints"})
 
 
 @dataclass

@@ -60,6 +60,7 @@ _ERROR_CODES: dict[type[rendering.TemplateError], str] = {
     rendering.UnsafeTemplate: "template_unsafe",
     rendering.TemplateSyntax: "template_syntax",
     rendering.InvalidValue: "template_invalid_value",
+    rendering.UnsafeHeader: "template_invalid_header",
 }
 
 
@@ -72,6 +73,8 @@ def template_error(exc: rendering.TemplateError) -> HubError:
         details = {"variables": list(exc.variables)}
     elif isinstance(exc, rendering.TemplateSyntax):
         details = {"part": exc.part, "line": exc.line}
+    elif isinstance(exc, rendering.UnsafeHeader):
+        details = {"field": exc.part}
     code = next((code for kind, code in _ERROR_CODES.items() if isinstance(exc, kind)), "template_invalid")
     return Invalid(str(exc), code=code, details=details)
 

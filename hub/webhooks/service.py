@@ -35,7 +35,7 @@ from connectors.base import (
     WebhookRequest,
 )
 from connectors.registry import UnknownConnector
-from hub.contacts.service import on_inbound_message
+from hub.contacts.service import on_delivery_refused, on_inbound_message, whatsapp_sender_address
 from hub.db import is_postgres, new_id, utcnow
 from hub.errors import BadRequest, Forbidden, NotFound
 from hub.heartbeat import KeepAlive
@@ -433,6 +433,8 @@ def _apply_status_event(session: Session, event: WebhookEvent, *, provider_messa
     if message is None and status in PROVIDER_STATUSES and utcnow() - event.received_at < STATUS_GRACE:
         raise MessageNotYetKnown(f"no outbound message {provider_message_id} yet")
     if message is not None and runtime is not None:
+        on_delivery_refused(session=session, tenant_id=event.tenant_id, channel=message.channel,
+                            to=message.to_address, error_code=message.error_code)  # 21610: carrier STOP
         # failed or undelivered after the provider accepted it: the next channel takes over
         fall_back_after_callback(session, runtime, message)
 
@@ -447,16 +449,19 @@ def _twilio_message_status(runtime: Runtime, session: Session, event: WebhookEve
 def _whatsapp_cloud_message_received(runtime: Runtime, session: Session, event: WebhookEvent) -> None:
     data = event.payload
     media = data.get("media")
+    user_id = data.get("from_user_id")  # the BSUID; "from" (the phone) is absent for a username user
+    sender = whatsapp_sender_address(session, event.tenant_id, data.get("from"), user_id)
     message = record_inbound_message(
         session=session, tenant_id=event.tenant_id, integration_id=event.integration_id,
         # the business number the customer wrote to. ``phone_number_id`` is Meta's id for
         # it, digits that may well parse as somebody's phone number: never an address
-        channel="whatsapp", from_address=data["from"], to_address=data.get("display_phone_number") or "",
+        channel="whatsapp", from_address=sender, to_address=data.get("display_phone_number") or "",
         body=data.get("body") or "",
         media=[{"url": None, "content_type": media.get("mime_type"), "id": media.get("id")}] if media else [],
         provider_message_id=data.get("message_id") or event.provider_event_id, received_at=event.received_at,
     )
-    on_inbound_message(session=session, runtime=runtime, tenant_id=event.tenant_id, message=message)
+    on_inbound_message(session=session, runtime=runtime, tenant_id=event.tenant_id, message=message,
+                       whatsapp_user_id=user_id)
 
 
 def _whatsapp_cloud_message_status(runtime: Runtime, session: Session, event: WebhookEvent) -> None:

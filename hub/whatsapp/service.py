@@ -105,9 +105,11 @@ def verify_token_hash(token: str) -> str:
 
 
 def install_whatsapp_cloud(*, session: Session, runtime: Runtime, tenant_id: uuid.UUID,
-                           credentials: dict[str, Any], config: dict[str, Any]) -> Integration:
+                           credentials: dict[str, Any], config: dict[str, Any], subscribe: bool = True) -> Integration:
     """Store the tenant's WhatsApp Cloud credentials (sealed), route its phone number ID
-    to it (409 ``route_taken`` when another integration has it) and index its verify token."""
+    to it (409 ``route_taken`` when another integration has it), index its verify token
+    and subscribe the app to the account's webhooks (``subscribe``: the API always does;
+    False only for an account already subscribed, e.g. in Meta's dashboard)."""
     try:
         creds = WhatsAppCloudCredentials.model_validate(credentials)
         settings = WhatsAppCloudConfig.model_validate(config)
@@ -119,7 +121,8 @@ def install_whatsapp_cloud(*, session: Session, runtime: Runtime, tenant_id: uui
         session=session, vault=runtime.vault, tenant_id=tenant_id, kind=WHATSAPP_CLOUD,
         credentials={name: value.get_secret_value() if hasattr(value, "get_secret_value") else value
                      for name, value in creds.model_dump().items()},
-        config=settings.model_dump(), status=IntegrationStatus.ACTIVE,
+        # the Graph version is the platform's (hub.providers.platform_config), not stored per tenant
+        config=settings.model_dump(exclude={"api_version"}), status=IntegrationStatus.ACTIVE,
     )
     stale = [r.route_key for r in routes_of(session, integration_id=integration.id)
              if r.route_key != creds.phone_number_id]
@@ -133,7 +136,25 @@ def install_whatsapp_cloud(*, session: Session, runtime: Runtime, tenant_id: uui
                                     token_hash=verify_token_hash(creds.verify_token.get_secret_value())))
     session.flush()
     _point_sandbox_at_hub(runtime, creds)
+    if subscribe:
+        _subscribe_app(session, runtime, integration)
     return integration
+
+
+def _subscribe_app(session: Session, runtime: Runtime, integration: Integration) -> None:
+    """Subscribe the app to the account's webhooks, as Meta requires before it sends any:
+    a 422 naming Meta's refusal when it will not (nothing is installed), a 502 when Meta
+    does not answer (retry the install)."""
+    connector = connector_for(runtime, session, integration, timeout=runtime.settings.delivery_timeout_seconds)
+    try:
+        connector.subscribe_app()
+    except PermanentProviderError as exc:
+        raise Invalid(f"Meta refused to subscribe the app to WhatsApp Business account "
+                      f"{connector.credentials.waba_id}'s webhooks: {exc.message}",
+                      code="whatsapp_subscription_refused") from None
+    except ProviderError as exc:
+        raise Unavailable(f"Meta did not answer the webhook subscription ({exc.code or exc.status}); "
+                          "install the integration again", code="provider_unavailable") from None
 
 
 def _point_sandbox_at_hub(runtime: Runtime, creds: WhatsAppCloudCredentials) -> None:
@@ -145,7 +166,8 @@ def _point_sandbox_at_hub(runtime: Runtime, creds: WhatsAppCloudCredentials) -> 
         httpx.post(f"{runtime.sandbox_url}/_sandbox/meta/numbers", timeout=5.0, json={
             "phone_number_id": creds.phone_number_id, "waba_id": creds.waba_id,
             "webhook_url": runtime.settings.effective_public_url + "/webhooks/whatsapp",
-            "app_secret": creds.app_secret.get_secret_value()}).raise_for_status()
+            "app_secret": creds.app_secret.get_secret_value(),
+            "subscribed": False}).raise_for_status()  # the install subscribes through the Graph API
     except httpx.HTTPError as exc:  # the integration stands; only the sandbox's callbacks are missing
         log.warning("sandbox Meta not configured for the number", error=type(exc).__name__)
 

@@ -72,6 +72,11 @@ def case_audit(client, t):
     assert events and all(e["tenant_id"] == str(t["b_id"]) for e in events)
 
 
+def case_audit_checkpoint(client, t):
+    assert client.get(f"/v1/audit/checkpoint?tenant_id={t['a_id']}", headers=t["b"]).status_code == 404
+    assert client.get("/v1/audit/checkpoint", headers=t["b"]).json()["chain"] == str(t["b_id"])
+
+
 @contextmanager
 def sandbox_providers(client) -> Iterator[None]:
     """Point the app at a sandbox Twilio for the duration (the ``client`` fixture has none)."""
@@ -443,12 +448,14 @@ def case_put_business_hours(client, t):
 @contextmanager
 def a_whatsapp_account(client, t) -> Iterator[None]:
     """Tenant A's whatsapp_cloud integration with one synced template and one mapping."""
+    from tests.support import sandbox_for
     from tests.whatsapp.whatsapp_support import add_template, new_phone_number_id
 
     runtime = client.app.state.runtime
-    put = client.put("/v1/integrations/whatsapp_cloud", headers=t["a"], json={"credentials": {
-        "phone_number_id": new_phone_number_id(), "waba_id": "1", "access_token": "a-token",
-        "app_secret": "a-secret", "verify_token": "a-verify"}})
+    with sandbox_for(runtime):  # the install subscribes the app at Meta
+        put = client.put("/v1/integrations/whatsapp_cloud", headers=t["a"], json={"credentials": {
+            "phone_number_id": new_phone_number_id(), "waba_id": "1", "access_token": "a-token",
+            "app_secret": "a-secret", "verify_token": "a-verify"}})
     assert put.status_code == 200, put.text
     from types import SimpleNamespace
 
@@ -658,6 +665,7 @@ CASES: dict[tuple[str, str], Callable] = {
     ("DELETE", "/v1/integrations/{kind}"): case_delete_integration,
     ("POST", "/v1/integrations/twilio/provision"): case_provision_twilio,
     ("GET", "/v1/audit"): case_audit,
+    ("GET", "/v1/audit/checkpoint"): case_audit_checkpoint,
     ("POST", "/v1/messages"): case_send_message,
     ("GET", "/v1/messages"): case_list_messages,
     ("GET", "/v1/messages/{message_id}"): case_get_message,

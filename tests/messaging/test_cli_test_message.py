@@ -69,3 +69,25 @@ def test_it_never_delivers_anything_itself_not_even_another_tenants_message(cold
     finally:
         relay.stop()
         worker.stop()
+
+
+def test_a_test_email_goes_through_the_running_hubs_smtp_path(live_hub, tmp_path):
+    """`hub test email`: in sandbox mode without HUB_SMTP_URL the platform relay is the
+    sandbox's SMTP sink, so e-mail works in `make run` with no account."""
+    make_fast(live_hub)
+    twilio_tenant(live_hub, "acme")
+    settings = live_hub.runtime.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.update(HUB_DATABASE_URL=settings.effective_database_url, HUB_MASTER_KEYS=TEST_MASTER_KEYS,
+               HUB_PUBLIC_URL=settings.effective_public_url, HUB_VAR_DIR=str(tmp_path / "cli"),
+               HUB_LOG_LEVEL="WARNING")
+    result = subprocess.run([sys.executable, "-m", "hub.cli", "test", "email", "maria@example.com", "--tenant", "acme",
+                             "--subject", "Teste de e-mail"], env=env, capture_output=True, text=True, timeout=150)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"status": "sent"' in result.stdout and '"channel": "email"' in result.stdout
+    [mail] = live_hub.sandbox.smtp.listed("maria@example.com")
+    assert mail["subject"] == "Teste de e-mail" and "o envio funciona" in mail["text"]
+
+    bad = subprocess.run([sys.executable, "-m", "hub.cli", "test", "email", "not-an-address", "--tenant", "acme"],
+                         env=env, capture_output=True, text=True, timeout=150)
+    assert bad.returncode != 0 and "to" in bad.stderr + bad.stdout

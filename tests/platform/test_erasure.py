@@ -28,7 +28,7 @@ CUSTOMER_PHONE = "+5511976543210"
 CUSTOMER_EMAIL = "joana.erasmo@example.org"
 SECRET_BODY = "resultado do exame de Joana: confidencial"
 # tables with platform-wide rows, owned by no tenant
-PLATFORM_TABLES = frozenset({"tenants", "signing_keys", "audit_chain_heads", "backup_runs"})
+PLATFORM_TABLES = frozenset({"tenants", "signing_keys", "audit_chain_heads", "audit_checkpoints", "backup_runs"})
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ class TestInstall:
         return {"phone_number_id": "106540352242922", "waba_id": "102290129340398", "access_token": "EAAGsecret123",
                 "app_secret": "app-secret-123", "verify_token": "verify-123", **overrides}
 
-    def test_put_routes_the_number_and_never_shows_a_secret(self, client, runtime):
+    def test_put_routes_the_number_and_never_shows_a_secret(self, client, runtime, provider_sandbox):
         from tests.support import tenant_headers
 
         _, headers = tenant_headers(client, runtime, "clinic")
@@ -60,7 +60,7 @@ class TestInstall:
         assert client.get("/webhooks/whatsapp", params={"hub.mode": "subscribe", "hub.verify_token": "verify-456",
                                                         "hub.challenge": "42"}).status_code == 403
 
-    def test_bad_credentials_are_422_and_another_tenants_number_409(self, client, runtime):
+    def test_bad_credentials_are_422_and_another_tenants_number_409(self, client, runtime, provider_sandbox):
         from tests.support import tenant_headers
 
         _, a = tenant_headers(client, runtime, "alpha")

@@ -50,8 +50,10 @@ def whatsapp_tenant(runtime, slug: str, *, app_secret: str | None = None, phone_
               "access_token": "EAAG" + random_hex(12), "app_secret": app_secret or random_hex(16),
               "verify_token": "verify-" + random_hex(8)}
     with runtime.session_factory() as session, session.begin():
+        # as a tenant whose app is already subscribed to the account (Meta's dashboard): these
+        # tests feed Meta's webhooks by hand; the API's install subscribes (test_whatsapp_live)
         integration = whatsapp.install_whatsapp_cloud(session=session, runtime=runtime, tenant_id=tenant_id,
-                                                      credentials=values, config={})
+                                                      credentials=values, config={}, subscribe=False)
         integration_id = integration.id
     return WhatsAppTenant(tenant_id, integration_id, values["phone_number_id"], values["app_secret"],
                           values["verify_token"], values["access_token"], waba_id)

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from connectors.netguard import NetworkGuard
 from connectors.smtp import SmtpConnector, SmtpCredentials
 
 FROM_ADDRESS = "agenda@clinica-sorriso.com.br"
@@ -56,7 +57,8 @@ def authenticate(server, session, envelope, mechanism: str, auth_data: Any) -> A
     return AuthResult(success=ok, handled=False)
 
 
-def create_connector(port: int, *, timeout: float = 5.0, **overrides: Any) -> SmtpConnector:
+def create_connector(port: int, *, timeout: float = 5.0, allow_private: bool = True,
+                     **overrides: Any) -> SmtpConnector:
     values = {
         "host": "127.0.0.1",
         "port": port,
@@ -64,4 +66,6 @@ def create_connector(port: int, *, timeout: float = 5.0, **overrides: Any) -> Sm
         "from_name": "Clínica Sorriso",
         "security": "none",
     } | overrides
-    return SmtpConnector(credentials=SmtpCredentials.model_validate(values), timeout=timeout)
+    # the test relays listen on loopback, which only development allows
+    return SmtpConnector(credentials=SmtpCredentials.model_validate(values), timeout=timeout,
+                         network=NetworkGuard(allow_private=allow_private))

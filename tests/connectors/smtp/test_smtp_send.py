@@ -180,9 +180,12 @@ class TestErrorMapping:
         error = send_error(create_connector(free_port(), timeout=1))
         assert isinstance(error, TransientProviderError) and error.code == "connection_error"
 
-    def test_silent_server_times_out_as_transient(self, silent_port: int):
+    def test_silent_server_is_transient_and_answers_like_a_closed_port(self, silent_port: int):
+        # an open port that never greets (Redis, say) must not read differently from a closed
+        # one: that difference was an oracle for scanning the hub's network (issue 18)
         error = send_error(create_connector(silent_port, timeout=0.3))
-        assert isinstance(error, TransientProviderError) and error.code == "timeout"
+        assert isinstance(error, TransientProviderError) and error.code == "connection_error"
+        assert error.message == f"could not connect to the SMTP server 127.0.0.1:{silent_port}"
 
     def test_starttls_on_a_server_without_it_is_permanent(self, relay):
         error = send_error(create_connector(relay.port, security="starttls"))

@@ -61,7 +61,10 @@ class TestMessages:
         assert event.data == {
             "message_id": event.provider_event_id,
             "phone_number_id": PHONE_NUMBER_ID,
+            "display_phone_number": "15550783881",  # the business number itself; the id above is not one
             "from": "16505551234",
+            "from_user_id": None,  # Meta's fixture predates business-scoped ids
+            "username": None,
             "profile_name": "Sheena Nelson",
             "type": "text",
             "body": "Does it come in another color?",
