@@ -9,9 +9,12 @@ Set HUB_HEARTBEAT_FILE to turn the touching on.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 TOUCH_EVERY_SECONDS = 5.0
@@ -37,6 +40,33 @@ class Pulse:
         if self.path is not None and now - self._last >= self.every:
             touch(self.path)
             self._last = now
+
+
+class KeepAlive:
+    """Calls ``renew`` every ``every`` seconds on a thread of its own while the ``with``
+    block runs: how a worker shows the work it holds (claimed messages, dispatched
+    events) is still in hand, so a lease can be short and a killed worker's work comes
+    back soon. A failed renewal is logged and tried again at the next beat."""
+
+    def __init__(self, renew: Callable[[], object], *, every: float, name: str) -> None:
+        self.renew, self.every = renew, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def __enter__(self) -> KeepAlive:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.renew()
+            except Exception as exc:  # a database hiccup: the lease still has two beats left
+                logging.getLogger("hub.heartbeat").warning("lease renewal failed: %s", type(exc).__name__)
 
 
 def age_seconds(path: Path) -> float | None:

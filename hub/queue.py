@@ -46,6 +46,14 @@ EVENTS_SWEEP = "hub.events.sweep"
 AUDIT_CHECKPOINT = "hub.audit.checkpoint"
 # whatsapp (hub.whatsapp.tasks)
 WHATSAPP_SYNC_TEMPLATES = "hub.whatsapp.sync_templates"
+# Seconds before Redis hands a task a worker fetched but never acknowledged (acks_late) to
+# another worker. The hub's own work comes back sooner from the database, where claims
+# and heartbeats tell a killed worker from a busy one: a message after its lease
+# (hub.messaging.claims, ~30 s) or REPUBLISH_UNCLAIMED_AFTER (45 s), an event after
+# REDISPATCH_AFTER (45 s). This is the backstop for the rest, above those so the relay
+# acts first, and short enough that a killed worker's tasks resume within two minutes;
+# a healthy task fetched longer ago runs twice, which every acks_late task allows.
+VISIBILITY_TIMEOUT = 120
 # With Redis, work is split over three queues so worker groups can be sized per kind of work
 # (the Helm chart's workers[].queues); a `hub worker` consumes every queue unless
 # HUB_WORKER_QUEUES names some. Embedded, everything shares one private queue.
@@ -93,7 +101,7 @@ def make_celery(settings: Settings) -> Celery:
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
         broker_transport_options=(
             {"polling_interval": 0.01} if embedded
-            else {"global_keyprefix": f"{settings.redis_prefix}celery:", "visibility_timeout": 600,
+            else {"global_keyprefix": f"{settings.redis_prefix}celery:", "visibility_timeout": VISIBILITY_TIMEOUT,
                   "socket_connect_timeout": 2, "socket_timeout": 5}
         ),
         imports=TASK_MODULES,

@@ -12,6 +12,18 @@ POSTed to the message's ``StatusCallback``, form-encoded and signed with the own
 traffic is simulated on demand. Failures (5xx, 429, timeouts, Twilio error codes,
 asynchronous delivery failures) are injected per number or globally, through Python
 methods on :class:`TwilioSandbox` or the control endpoints under ``/_sandbox/twilio``.
+
+The Message list (``GET …/Messages.json``) is as strict as Twilio's, because the hub's
+"did it go out?" check depends on it: newest first by DateSent; filters ``To``,
+``From``, ``DateSent`` (that GMT day), ``DateSent<`` (on or before that day) and
+``DateSent>`` (on or after it), by day, never by instant, a message not sent yet
+(no DateSent) matching none of the three; ``PageSize`` 50 unless given, at most
+1000, and ``next_page_uri`` with ``Page`` and ``PageToken`` to follow. Sources:
+https://www.twilio.com/docs/messaging/api/message-resource#read-multiple-message-resources
+("Results are sorted by the DateSent field, with the most recent messages appearing
+first"; DateSent "Accepts GMT dates in the following formats: YYYY-MM-DD …, <=YYYY-MM-DD
+…, and >=YYYY-MM-DD"; "PageSize … The default is 50, and the maximum is 1000") and
+https://www.twilio.com/docs/usage/twilios-response#paging-information (``next_page_uri``).
 """
 
 from __future__ import annotations
@@ -21,12 +33,13 @@ import base64
 import binascii
 import hashlib
 import math
+import operator
 import re
 import secrets
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
@@ -655,6 +668,8 @@ class TwilioSandbox:
                 status="received",
                 messaging_service_sid=messaging_service_sid,
                 media_urls=[_media_url(item) for item in media],
+                # for an incoming message, when Twilio made the request to the app
+                date_sent=_now(),
             )
             self._messages[message.sid] = message
             token = account.auth_token
@@ -983,14 +998,19 @@ class TwilioSandbox:
             return message
 
     def messages_of(self, target: Account, params: dict[str, str]) -> list[dict]:
+        """The account's messages matching ``To``/``From``/``DateSent``/``DateSent<``/
+        ``DateSent>``, newest first (see the module docstring: how Twilio lists them)."""
+        dates = _date_sent_filters(params)
         with self._lock:
-            return [
-                m.to_json()
-                for m in self._messages.values()
+            found = [
+                m for m in self._messages.values()
                 if m.account_sid == target.sid
                 and (not params.get("To") or m.to == params["To"])
                 and (not params.get("From") or m.from_ == params["From"])
+                and all(m.date_sent is not None and test(m.date_sent.date()) for test in dates)
             ]
+            ordered = sorted(enumerate(found), key=_newest_first, reverse=True)
+            return [m.to_json() for _, m in ordered]
 
     def message_of(self, target: Account, message_sid: str, path: str) -> Message:
         with self._lock:
@@ -1009,28 +1029,66 @@ def _media_type(item: tuple[str, str] | dict[str, str]) -> str:
 
 
 def _page(request: Request, key: str, records: list[dict]) -> dict[str, Any]:
-    """One list page shaped like Twilio's: the paging keys plus exactly one record key."""
+    """One list page shaped like Twilio's: the paging keys plus exactly one record key.
+
+    ``PageSize`` is 50 unless given, at most 1000. ``next_page_uri`` carries ``Page`` and
+    a ``PageToken`` naming the last record served (``PA`` + its SID), and the next page
+    starts after that record: a page is not shifted by records created meanwhile.
+    """
     params = dict(request.query_params)
     size = max(1, min(_int(params.get("PageSize"), 50), 1000))
     page = max(0, _int(params.get("Page"), 0))
-    chunk = records[page * size : (page + 1) * size]
+    start = page * size
+    token = params.get("PageToken", "")
+    if token.startswith("PA"):
+        after = next((i for i, r in enumerate(records) if r.get("sid") == token[2:]), None)
+        if after is not None:
+            start = after + 1
+    chunk = records[start : start + size]
 
-    def uri(number: int) -> str:
+    def uri(number: int, last: dict | None = None) -> str:
         query = {k: v for k, v in params.items() if k not in ("Page", "PageSize", "PageToken")}
         query.update(PageSize=str(size), Page=str(number))
+        if last is not None and last.get("sid"):
+            query["PageToken"] = "PA" + last["sid"]
         return f"{request.url.path}?{urlencode(query)}"
 
+    more = start + size < len(records)
     return {
-        "end": page * size + max(len(chunk) - 1, 0),
+        "end": start + max(len(chunk) - 1, 0),
         "first_page_uri": uri(0),
-        "next_page_uri": uri(page + 1) if (page + 1) * size < len(records) else None,
+        "next_page_uri": uri(page + 1, chunk[-1] if chunk else None) if more else None,
         "page": page,
         "page_size": size,
         "previous_page_uri": uri(page - 1) if page > 0 else None,
-        "start": page * size,
+        "start": start,
         "uri": f"{request.url.path}?{request.url.query}" if request.url.query else request.url.path,
         key: chunk,
     }
+
+
+def _newest_first(entry: tuple[int, Message]) -> tuple[bool, datetime, int]:
+    """Sort key (descending) of Twilio's message lists: by DateSent, the newest first;
+    a message not sent yet (no DateSent) before any sent one; ties by creation order."""
+    index, message = entry
+    return message.date_sent is None, message.date_sent or message.date_created, index
+
+
+def _date_sent_filters(params: dict[str, str]) -> list[Callable[[date], bool]]:
+    """Tests of ``DateSent`` (that day), ``DateSent>`` (that day or later) and ``DateSent<``
+    (that day or earlier), each a GMT date: Twilio filters by day, not by instant. A
+    full ISO timestamp (the SDK's serialization of a ``datetime``) counts by its day."""
+    tests: list[Callable[[date], bool]] = []
+    for key, compare in (("DateSent", operator.eq), ("DateSent>", operator.ge), ("DateSent<", operator.le)):
+        value = params.get(key)
+        if not value:
+            continue
+        try:
+            day = date.fromisoformat(value[:10])
+        except ValueError:
+            raise TwilioApiError(400, 20001, f"Invalid {key}: expected a date as YYYY-MM-DD") from None
+        tests.append(lambda sent, day=day, compare=compare: compare(sent, day))
+    return tests
 
 
 # --- HTTP ---------------------------------------------------------------------------

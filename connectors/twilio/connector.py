@@ -45,6 +45,11 @@ from connectors.twilio.transport import RedirectedHttpClient, TransportError, Tr
 
 WHATSAPP = "whatsapp:"
 SIGNATURE_HEADER = "x-twilio-signature"
+# find_sent: pages of the largest size Twilio serves, and a bound no day's traffic
+# between one sender and one recipient comes near; then the newest page, unfiltered
+FIND_SENT_PAGE = 1000
+FIND_SENT_LIMIT = 10_000
+FIND_SENT_NEWEST = 50
 
 
 def bare_number(address: str) -> str:
@@ -212,15 +217,26 @@ class TwilioConnector(MessagingConnector):
         return self._clients[acting]
 
     def find_sent(self, *, channel: str, to: str, sender: str | None, since: datetime) -> list[SentMessage] | None:
-        """Messages Twilio created to ``to`` (from ``sender``) since ``since``, newest 50."""
-        prefix = "whatsapp:" if channel == "whatsapp" else ""
-        filters: dict[str, Any] = {"to": prefix + to, "limit": 50}
+        """Every message Twilio holds to ``to`` (from ``sender``) created since ``since``.
+
+        Twilio filters DateSent by GMT day only (``DateSent>=YYYY-MM-DD``), so the list
+        asks for that day onwards and follows every page (newest first, at most
+        ``FIND_SENT_LIMIT``); the exact instant is checked here. A message Twilio still
+        queues has no DateSent, so no date filter finds it: the newest page of the
+        unfiltered list is read as well, where a message not sent yet is newest."""
+        prefix = WHATSAPP if channel == "whatsapp" else ""
+        filters: dict[str, Any] = {"to": prefix + bare_number(to)}
         if sender:
-            filters["from_"] = prefix + sender
+            filters["from_"] = prefix + bare_number(sender)
+        moment = since if since.tzinfo else since.replace(tzinfo=UTC)
+        day = moment.astimezone(UTC).date().isoformat()
         with self._provider_call("list messages"):
-            found = self.client().messages.list(**filters)
-        return [SentMessage(m.sid, m.date_created, m.body or "") for m in found
-                if m.sid and m.date_created and m.date_created >= since]
+            messages = self.client().messages
+            found = [*messages.stream(date_sent_after=day, limit=FIND_SENT_LIMIT, page_size=FIND_SENT_PAGE,
+                                      **filters),
+                     *messages.list(limit=FIND_SENT_NEWEST, page_size=FIND_SENT_NEWEST, **filters)]
+        unique = {m.sid: m for m in found if m.sid and m.date_created and m.date_created >= since}
+        return [SentMessage(m.sid, m.date_created, m.body or "") for m in unique.values()]
 
     def close(self) -> None:
         """Release the pooled HTTP connections (also released when collected)."""

@@ -2,18 +2,18 @@
 
 A task carries a batch of message ids (``DELIVERY_BATCH``): the claims are one
 transaction and the outcomes another, so the database's share per message stays
-small; the provider calls are one per message, one after another, and the lease
-covers them all.
+small; the provider calls are one per message, one after another, while a heartbeat
+renews the batch's claims (see ``hub.messaging.claims``).
 
 Never twice, as far as the provider lets us know:
 
-- A worker claims the message with ONE conditional UPDATE before calling anything:
-  it must be due (queued, or retrying with ``next_attempt_at`` passed) or held by a
-  worker whose lease ran out. A duplicate task, a second worker or a late redelivery
+- A worker claims the messages with ONE conditional UPDATE before calling anything
+  (``claims.claim_messages``): a duplicate task, a second worker or a late redelivery
   finds nothing to claim and returns.
 - The claim commits the attempt row (``sending``) and re-arms the message's outbox
-  entry for the end of the lease. A worker killed mid-call is therefore noticed: once
-  the lease is over the relay publishes the message again (as does the broker, which
+  entry for the end of the lease, which the worker's heartbeat keeps pushing back. A
+  worker killed mid-call is therefore noticed: one lease (about half a minute) after
+  its last heartbeat the relay publishes the message again (as does the broker, which
   redelivers an unacknowledged ``acks_late`` task), and the next worker may claim it.
 - Twilio has no idempotency key. So when an earlier attempt's outcome is unknown (the
   worker died mid-call, or the call got no answer: a timed-out request may still have
@@ -36,101 +36,45 @@ import random
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Row, select
+from sqlalchemy import Row
 
-from connectors.base import (
-    MessagingConnector,
-    OutboundMessage,
-    PermanentProviderError,
-    ProviderError,
-    TransientProviderError,
-)
-from hub.contacts.repository import ContactRepository
-from hub.db import new_id, transaction, utcnow
-from hub.errors import HubError, Unavailable
+from connectors.base import MessagingConnector, OutboundMessage, ProviderError, TransientProviderError
+from hub.db import transaction, utcnow
 from hub.events.service import publish_message_statuses
-from hub.messaging import channels
+from hub.messaging import channels, claims
 from hub.messaging import repository as repo
+from hub.messaging.claims import (
+    NO_ANSWER,
+    Claim,
+    Outcome,
+    claim_message,
+    claim_messages,
+    keep_claims_alive,
+)
 from hub.messaging.models import Message, MessageStatus
 from hub.messaging.repository import MessageRepository
-from hub.providers import pooled_connector_for
 from hub.queue import DELIVER_MESSAGE, publish
-from hub.whatsapp.service import WHATSAPP_CLOUD, ResolvedTemplate, check_delivery
-from tenants.models import Integration, IntegrationStatus
-from tenants.vault import VaultError
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
 
 log = structlog.get_logger("hub.messaging.delivery")
 
-# A claim lasts at least this long, and at least three provider timeouts (one attempt
-# may look for an earlier send, then send).
-LEASE_FLOOR_SECONDS = 60.0
 STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
-# error_code of a call that got no answer (timeout, connection error): its outcome is unknown
-NO_ANSWER = "no_answer"
 # outcomes after which the next channel of the message's plan takes over
 FALLS_BACK = (MessageStatus.FAILED, MessageStatus.DEAD, MessageStatus.SUPPRESSED)
 # longest a worker waits for a turn on a paced sender lane before deferring the message
-PACE_MAX_WAIT = 5.0
+PACE_MAX_WAIT = claims.PACE_MAX_WAIT
 # a hop is published at once; the relay steps in after this if that publish was lost
 AFTER_HOP_GRACE = timedelta(seconds=2)
 # how far back Twilio's second-resolution date_created may appear to be
 _CLOCK_SLACK = timedelta(seconds=2)
-
-
-class Outcome(StrEnum):
-    """What one attempt came to (``MessageAttempt.outcome``)."""
-
-    SENDING = "sending"  # the provider call is under way
-    SENT = "sent"
-    RECOVERED = "recovered"  # an earlier attempt with no known outcome had been accepted
-    RETRY = "retry"
-    FAILED = "failed"
-    DEAD = "dead"
-    LOST = "lost"  # the worker stopped before recording an outcome
-    SUPPRESSED = "suppressed"  # the recipient opted out of the channel: no provider call
-
-
-@dataclass
-class Claim:
-    """What a worker holds between its claim and its record."""
-
-    message_id: uuid.UUID
-    tenant_id: uuid.UUID
-    channel: str
-    to: str
-    sender: str | None
-    body: str
-    media_urls: tuple[str, ...]
-    attempt_id: uuid.UUID
-    attempt_number: int
-    attempt_count: int
-    max_attempts: int
-    # start of the earliest attempt of this round whose outcome is unknown
-    unsure_since: datetime | None
-    # the provider, or why it cannot be called
-    connector: MessagingConnector | None = None
-    failure: ProviderError | None = None
-    # e-mail parts and headers; the approved WhatsApp template it maps to
-    subject: str | None = None
-    html: str | None = None
-    reply_to: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    provider_template: dict[str, Any] | None = None
-    # the approved WhatsApp template to send instead of the body (WhatsApp Cloud outside
-    # the 24-hour window), as checked at claim time
-    template: ResolvedTemplate | None = None
-    # a broadcast's message waits for its turn on the sender lane: (lane, messages per second)
-    pace: tuple[str, float] | None = None
 
 
 def retry_delay(attempt: int, *, base: float, cap: float, retry_after: float | None = None) -> float:
@@ -141,14 +85,6 @@ def retry_delay(attempt: int, *, base: float, cap: float, retry_after: float | N
     if retry_after:
         delay = max(delay, retry_after)
     return delay
-
-
-def lease_for(runtime: Runtime, messages: int = 1) -> timedelta:
-    """How long a claim of ``messages`` lasts: a batch's calls go one after another, each
-    perhaps after a wait for its turn on a paced lane."""
-    timeout = runtime.settings.delivery_timeout_seconds
-    return timedelta(seconds=max(LEASE_FLOOR_SECONDS, 3 * timeout + PACE_MAX_WAIT)
-                     + (messages - 1) * (2 * timeout + PACE_MAX_WAIT))
 
 
 @dataclass
@@ -178,10 +114,11 @@ def deliver_messages(*, runtime: Runtime, message_ids: Sequence[uuid.UUID]) -> d
 
     Batching keeps the database's share per message small; the provider calls are the
     same one-per-message calls as ever."""
-    claims = claim_messages(runtime=runtime, message_ids=message_ids)
-    if len(claims) < len(set(message_ids)):
-        log.debug("nothing to claim", unclaimed=len(set(message_ids)) - len(claims))
-    called = [_call(runtime, claim) for claim in claims]
+    claimed = claim_messages(runtime=runtime, message_ids=message_ids)
+    if len(claimed) < len(set(message_ids)):
+        log.debug("nothing to claim", unclaimed=len(set(message_ids)) - len(claimed))
+    with keep_claims_alive(runtime, claimed):
+        called = [_call(runtime, claim) for claim in claimed]
     return _record(runtime, called)
 
 
@@ -211,131 +148,6 @@ def _take_turn(runtime: Runtime, lane: str, per_second: float) -> float | None:
     except Exception as exc:  # limits wraps storage errors in many types
         log.warning("send pacing unavailable; sending unpaced", lane=lane, error=type(exc).__name__)
         return None
-
-
-def claim_message(*, runtime: Runtime, message_id: uuid.UUID) -> Claim | None:
-    """``claim_messages`` for one message; None when there is nothing to claim."""
-    claims = claim_messages(runtime=runtime, message_ids=[message_id])
-    return claims[0] if claims else None
-
-
-def claim_messages(*, runtime: Runtime, message_ids: Sequence[uuid.UUID]) -> list[Claim]:
-    """Take the messages for one attempt each with ONE conditional UPDATE, open the
-    attempts' rows and re-arm their outbox entries for the end of the lease, in one
-    transaction. Only what could be claimed is returned."""
-    now = utcnow()
-    lease_until = now + lease_for(runtime, len(message_ids))
-    with transaction(runtime.session_factory) as session:
-        claimed = repo.claim_for_delivery(session, message_ids=message_ids, now=now, lease_until=lease_until)
-        if not claimed:
-            return []
-        history = repo.attempts_of_many(session, [m.id for m in claimed])
-        order = {mid: i for i, mid in reversed(list(enumerate(message_ids)))}
-        ordered = sorted(claimed, key=lambda m: order[m.id])
-        claims = [_open_attempt(message, history.get(message.id, []), now) for message in ordered]
-        # attempts of workers that died before recording an outcome
-        repo.settle_attempts(session, [a.id for m in ordered for a in history.get(m.id, ())
-                                       if a.outcome == Outcome.SENDING],
-                             outcome=Outcome.LOST, finished_at=now,
-                             error_message="the worker stopped before recording the outcome")
-        repo.open_attempts(session, [{"id": c.attempt_id, "message_id": c.message_id, "number": c.attempt_number,
-                                      "channel": c.channel, "started_at": now, "outcome": Outcome.SENDING}
-                                     for c in claims])
-        repo.arm_outboxes(session, message_ids=[m.id for m in ordered], available_at=lease_until)
-        opted_out = _opted_out(session, ordered)
-        rates = _broadcast_rates(session, ordered)
-        integrations = {i.id: i for i in session.scalars(select(Integration).where(
-            Integration.id.in_({m.integration_id for m in ordered if m.integration_id is not None})))}
-        for message, claim in zip(ordered, claims, strict=True):
-            if message.id in opted_out:
-                # opted out since it was queued (a scheduled send, a retry): never sent
-                claim.failure = PermanentProviderError(f"the recipient opted out of {message.channel}",
-                                                       code=channels.OPTED_OUT)
-                continue
-            if message.broadcast_id in rates:
-                claim.pace = (f"{message.tenant_id}:{message.channel}", rates[message.broadcast_id])
-            if message.channel == "email":
-                claim.reply_to, claim.headers = channels.email_headers(session, runtime, message.tenant_id,
-                                                                       message.from_address)
-            try:
-                claim.connector = _connector(runtime, session, message, integrations)
-                if claim.connector.kind == WHATSAPP_CLOUD:
-                    # the 24-hour window may have closed while the message waited
-                    claim.template = check_delivery(session, message=message, now=now)
-            except ProviderError as exc:
-                claim.connector, claim.failure = None, exc
-    return claims
-
-
-def _broadcast_rates(session: Any, messages: list[Row[Any]]) -> dict[uuid.UUID, float]:
-    """The rate of each broadcast the messages belong to (the lane's pace)."""
-    from hub.broadcasts.models import Broadcast  # broadcasts build on messaging, not the reverse
-
-    ids = {m.broadcast_id for m in messages if m.broadcast_id is not None}
-    if not ids:
-        return {}
-    rows = session.execute(select(Broadcast.id, Broadcast.rate).where(Broadcast.id.in_(ids)))
-    return {broadcast_id: rate for broadcast_id, rate in rows}
-
-
-def _opted_out(session: Any, messages: list[Row[Any]]) -> set[uuid.UUID]:
-    """Which of the messages go to someone who opted out of the message's channel."""
-    asked: dict[tuple[uuid.UUID, str], list[Row[Any]]] = {}
-    for message in messages:
-        if not message.consent_exempt:
-            asked.setdefault((message.tenant_id, message.channel), []).append(message)
-    out: set[uuid.UUID] = set()
-    for (tenant_id, channel), group in asked.items():
-        refused = ContactRepository(session, tenant_id).opted_out_among(channel, [m.to_address for m in group])
-        out.update(m.id for m in group if m.to_address in refused)
-    return out
-
-
-def _open_attempt(message: Row[Any], history: list[Row[Any]], now: datetime) -> Claim:
-    """This attempt of the claimed message, noting an earlier one whose outcome is unknown."""
-    # this round's earlier attempts (the retry endpoint starts a new round at 0)
-    round_ = history[-(message.attempt_count - 1):] if message.attempt_count > 1 else []
-    unsure = [a.started_at for a in round_
-              if a.outcome in (Outcome.SENDING, Outcome.LOST) or a.error_code == NO_ANSWER]
-    return Claim(
-        message_id=message.id, tenant_id=message.tenant_id, channel=message.channel, to=message.to_address,
-        sender=message.from_address, body=message.body,
-        media_urls=tuple(m["url"] for m in message.media or [] if isinstance(m, dict) and m.get("url")),
-        attempt_id=new_id(), attempt_number=(history[-1].number if history else 0) + 1,
-        attempt_count=message.attempt_count, max_attempts=message.max_attempts,
-        unsure_since=min(unsure) if unsure else None,
-        subject=message.subject, html=message.html, provider_template=message.provider_template,
-    )
-
-
-def _connector(runtime: Runtime, session: Any, message: Row[Any],
-               integrations: dict[uuid.UUID, Integration]) -> MessagingConnector:
-    if message.integration_id is None and message.channel == "email":
-        # queued on the platform's default relay (the tenant has no smtp integration)
-        try:
-            return channels.platform_smtp(runtime, timeout=runtime.settings.delivery_timeout_seconds)
-        except Unavailable as exc:  # e.g. the sandbox's sink not answering yet: try again later
-            raise TransientProviderError(exc.message, code=exc.code) from exc
-        except HubError as exc:
-            raise PermanentProviderError(exc.message, code="integration_missing") from exc
-    integration = integrations.get(message.integration_id) if message.integration_id else None
-    if integration is None or integration.tenant_id != message.tenant_id:
-        raise PermanentProviderError("the integration this message was queued on was removed",
-                                     code="integration_missing")
-    if integration.status != IntegrationStatus.ACTIVE:
-        raise PermanentProviderError(f"the {integration.kind} integration is {integration.status}",
-                                     code="integration_inactive")
-    try:
-        connector = pooled_connector_for(runtime, session, integration,
-                                         timeout=runtime.settings.delivery_timeout_seconds)
-    except Unavailable as exc:
-        raise TransientProviderError(exc.message, code=exc.code) from exc
-    except (HubError, VaultError, KeyError, ValueError) as exc:  # unknown kind, bad stored config
-        raise PermanentProviderError(f"the {integration.kind} integration cannot be used: {exc}",
-                                     code="integration_unusable") from exc
-    if not isinstance(connector, MessagingConnector):
-        raise PermanentProviderError(f"{integration.kind} does not deliver messages", code="integration_unusable")
-    return connector
 
 
 def _attempt(runtime: Runtime, connector: MessagingConnector, claimed: Claim) -> tuple[str, bool]:
@@ -523,3 +335,7 @@ def _fall_back(runtime: Runtime, session: Any, claimed: Claim, status: str, valu
 def _masked(address: str) -> str:
     """A phone number shown as ``+55…4321`` in logs."""
     return f"{address[:3]}…{address[-4:]}" if len(address) > 8 else "…"
+
+
+__all__ = ["Claim", "Outcome", "claim_message", "claim_messages", "deliver_message", "deliver_messages",
+           "retry_delay"]

@@ -176,6 +176,26 @@ def claim_for_delivery(session: Session, *, message_ids: Sequence[uuid.UUID], no
     ))
 
 
+def extend_claims(session: Session, *, claims: Sequence[tuple[uuid.UUID, int]], until: datetime) -> list[uuid.UUID]:
+    """A live worker's heartbeat: move the lease of its claims ``(message id, attempt_count)``
+    that still stand to ``until``, and their outbox entries with them (the relay
+    publishes a message again only once its lease is over). Returns the ids renewed; a
+    claim another worker took over (its attempt_count moved on) or settled is left alone."""
+    if not claims:
+        return []
+    renewed = list(session.scalars(
+        update(_messages)
+        .where(tuple_(_messages.c.id, _messages.c.attempt_count).in_(list(claims)),
+               _messages.c.status == MessageStatus.SENDING, _messages.c.claimed_until.is_not(None))
+        .values(claimed_until=until)
+        .returning(_messages.c.id)
+    ))
+    if renewed:
+        session.execute(update(_outbox).where(_outbox.c.message_id.in_(renewed))
+                        .values(available_at=until, published_at=None))
+    return renewed
+
+
 def load_message(session: Session, message_id: uuid.UUID) -> Message | None:
     return session.scalar(select(Message).where(Message.id == message_id).execution_options(populate_existing=True))
 

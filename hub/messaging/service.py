@@ -65,9 +65,11 @@ SENDING_KIND = channels.SENDING_KIND
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
 # A new entry is the after-commit publish's to send; the relay steps in after this.
 AFTER_COMMIT_GRACE = timedelta(seconds=2)
-# A published entry whose message no worker claimed by then is published again
-# (a broker that lost its queue, a worker that failed before claiming).
-REPUBLISH_UNCLAIMED_AFTER = timedelta(minutes=5)
+# A published entry whose message no worker claimed by then is published again (a
+# broker that lost its queue, a worker killed with the task fetched but not yet
+# claimed): within a minute, as a killed worker's claims lapse (hub.messaging.claims).
+# A second task for a message is harmless: only one can claim it.
+REPUBLISH_UNCLAIMED_AFTER = timedelta(seconds=45)
 RELAY_BATCH = 200
 # messages per delivery task: the claim and the record are one transaction per task,
 # and the task's calls go one after another (its lease grows with it)

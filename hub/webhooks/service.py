@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -38,6 +38,7 @@ from connectors.registry import UnknownConnector
 from hub.contacts.service import on_delivery_refused, on_inbound_message, whatsapp_sender_address
 from hub.db import is_postgres, new_id, utcnow
 from hub.errors import BadRequest, Forbidden, NotFound
+from hub.heartbeat import KeepAlive
 from hub.messaging.channels import fall_back_after_callback
 from hub.messaging.inbound import PROVIDER_STATUSES, apply_status, record_inbound_message
 from hub.queue import HANDLE_EVENTS, publish
@@ -55,8 +56,12 @@ log = structlog.get_logger("hub.webhooks")
 SECRET_CACHE_SECONDS = 300.0
 DISPATCH_BATCH = 500  # events claimed per relay pass
 TASK_CHUNK = 50  # event ids per published task
-# a dispatched event still unhandled after this long lost its worker
-REDISPATCH_AFTER = timedelta(minutes=5)
+# a dispatched event still unhandled after this long lost its worker (the worker
+# handling a task's events renews their dispatched_at every EVENT_HEARTBEAT meanwhile)
+REDISPATCH_AFTER = timedelta(seconds=45)
+EVENT_HEARTBEAT = REDISPATCH_AFTER / 3
+# a failing event is tried again after 1 s, 2 s, 4 s … at most this long
+RETRY_CAP = timedelta(minutes=5)
 MAX_ATTEMPTS = 10
 LAST_ERROR_CHARS = 1000
 
@@ -493,13 +498,39 @@ class UndeclaredEventType(Exception):
 
 def _retry_delay(attempts: int) -> timedelta:
     """Backoff before an event that failed ``attempts`` times is dispatched again."""
-    return min(timedelta(seconds=2 ** (attempts - 1)), REDISPATCH_AFTER)
+    return min(timedelta(seconds=2 ** (attempts - 1)), RETRY_CAP)
 
 
-def handle_events(*, runtime: Runtime, event_ids: list[uuid.UUID]) -> None:
-    """Handle each event in its own transaction (a failure spoils none of the others)."""
-    for event_id in event_ids:
-        handle_event(runtime=runtime, event_id=event_id)
+def handle_events(*, runtime: Runtime, event_ids: list[uuid.UUID],
+                  heartbeat: timedelta = EVENT_HEARTBEAT) -> None:
+    """Handle each event in its own transaction (a failure spoils none of the others),
+    renewing the dispatch of those still waiting their turn meanwhile, so a long task is
+    not handed out again while a killed worker's events are, after REDISPATCH_AFTER."""
+    waiting = list(event_ids)
+
+    def renew() -> None:
+        with runtime.session_factory() as session:
+            renew_dispatch(session, event_ids=list(waiting), now=utcnow())
+            session.commit()
+
+    with KeepAlive(renew, every=heartbeat.total_seconds(), name="hub-events"):
+        while waiting:
+            # the event in hand is not renewed: on PostgreSQL its row is locked, and a
+            # failure's backoff must stand
+            handle_event(runtime=runtime, event_id=waiting.pop(0))
+
+
+def renew_dispatch(session: Session, *, event_ids: list[uuid.UUID], now: datetime) -> int:
+    """A live worker's heartbeat: these dispatched, unhandled events are still in hand."""
+    if not event_ids:
+        return 0
+    return session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.id.in_(event_ids), WebhookEvent.handled_at.is_(None),
+               WebhookEvent.dispatched_at.is_not(None))
+        .values(dispatched_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount or 0
 
 
 def handle_event(*, runtime: Runtime, event_id: uuid.UUID) -> str:
@@ -544,7 +575,7 @@ def _record_failure(session: Session, *, event_id: uuid.UUID, kind: str, event_t
     event.attempts += 1
     event.last_error = f"{type(error).__name__}: {error}"[:LAST_ERROR_CHARS]
     # dispatched_at is set back so the relay's "worker died" rule re-dispatches the
-    # event after a backoff (1 s, 2 s, 4 s … up to REDISPATCH_AFTER) instead of at once
+    # event after a backoff (1 s, 2 s, 4 s … up to RETRY_CAP) instead of at once
     event.dispatched_at = utcnow() - REDISPATCH_AFTER + _retry_delay(event.attempts)
     attempts = event.attempts
     session.commit()

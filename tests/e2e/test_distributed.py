@@ -187,7 +187,7 @@ def test_a_worker_killed_mid_delivery_neither_loses_nor_duplicates(deployment):
     worker.send_signal(signal.SIGKILL)
     worker.wait(10)
     # Time passes: the provider finishes the call the dead worker made (the lease,
-    # 60 s at least, always outlasts a provider call), then the claim expires — moved
+    # 30 s at least, always outlasts a provider call), then the claim expires — moved
     # into the past here instead of waiting out the lease.
     time.sleep(3.5)
     with deployment.runtime.engine.begin() as conn:

@@ -16,6 +16,7 @@ from sqlalchemy import event, select, update
 from connectors.base import OutboundMessage
 from hub.db import utcnow
 from hub.messaging import delivery, service
+from hub.messaging.claims import claim_messages, keep_claims_alive, lease_for
 from hub.messaging.delivery import claim_message, deliver_message, deliver_messages, retry_delay
 from hub.messaging.models import Message, OutboxEntry
 from hub.messaging.schemas import MessageCreate
@@ -244,6 +245,30 @@ class TestNeverTwice:
         assert attempts(done) == [(1, "lost", None), (2, "recovered", None)]
         assert len(sent_to(hub, CUSTOMER)) == 1
 
+    def test_a_killed_workers_send_is_found_among_more_than_a_page_of_the_pairs_messages(self, hub, acme):
+        # issue 18 #8: the look listed 50 of the (to, from) pair's messages, oldest first,
+        # and missed the send; Twilio lists newest first and pages
+        message_id = queue_quietly(hub, acme, body="enviada no meio de muitas")
+        claim = claim_message(runtime=hub.runtime, message_id=uuid.UUID(message_id))
+
+        def other(body: str) -> None:
+            claim.connector.send(OutboundMessage(channel="sms", to=CUSTOMER, body=body, sender=claim.sender))
+
+        for i in range(60):
+            other(f"anterior {i}")
+        accepted = claim.connector.send(OutboundMessage(channel="sms", to=CUSTOMER, body=claim.body,
+                                                        sender=claim.sender))
+        for i in range(60):  # sent since, so ours is not on the newest page either
+            other(f"posterior {i}")
+        claim.connector.close()  # ... and the worker dies before recording it
+        backdate(hub.runtime, message_id)
+        done = wait_for_status(hub, acme, message_id, "sent", "delivered")
+        assert done["provider_message_id"] == accepted.provider_message_id
+        assert attempts(done) == [(1, "lost", None), (2, "recovered", None)]
+        pair = hub.sandbox.twilio.sent_messages(to=CUSTOMER, from_=accepted.raw["from"])
+        assert len(pair) == 121
+        assert [m["sid"] for m in pair if m["body"] == claim.body] == [accepted.provider_message_id]
+
     def test_an_identical_message_sent_earlier_is_not_taken_for_ours(self, hub, acme):
         earlier = send(hub, acme, body="mesmo texto").json()
         earlier = wait_for_status(hub, acme, earlier["id"], "delivered")
@@ -254,6 +279,56 @@ class TestNeverTwice:
         assert attempts(done) == [(1, "lost", None), (2, "sent", None)]
         assert done["provider_message_id"] != earlier["provider_message_id"]
         assert len(sent_to(hub, CUSTOMER)) == 2
+
+
+class TestLeases:
+    """A killed worker's claims lapse within a lease (about half a minute); a live
+    worker's heartbeat keeps its batch however long the batch takes."""
+
+    def test_the_lease_is_one_messages_worth_not_the_batchs(self, hub):
+        timeout = hub.runtime.settings.delivery_timeout_seconds
+        assert lease_for(hub.runtime) == timedelta(seconds=max(30.0, 3 * timeout + delivery.PACE_MAX_WAIT))
+        assert lease_for(hub.runtime) < timedelta(minutes=1)
+
+    def test_a_vanished_workers_batch_is_picked_up_by_the_next_relay_pass(self, hub, acme):
+        ids = [queue_quietly(hub, acme, to=f"+5511955500{i:03d}") for i in range(3)]
+        held = claim_messages(runtime=hub.runtime, message_ids=[uuid.UUID(m) for m in ids])
+        assert len(held) == 3
+        for claim in held:
+            claim.connector.close()  # ... and the worker vanishes: no heartbeat, no outcome
+        for message_id in ids:
+            backdate(hub.runtime, message_id, seconds=1)  # its lease ran out
+        for message_id in ids:
+            done = wait_for_status(hub, acme, message_id, "delivered")  # the relay handed it on
+            assert attempts(done) == [(1, "lost", None), (2, "sent", None)]
+        assert [len(sent_to(hub, f"+5511955500{i:03d}")) for i in range(3)] == [1, 1, 1]
+
+    def test_a_batch_whose_heartbeat_is_alive_is_not_picked_up(self, hub, acme):
+        ids = [uuid.UUID(queue_quietly(hub, acme, to=f"+5511955510{i:03d}")) for i in range(3)]
+        held = claim_messages(runtime=hub.runtime, message_ids=ids)
+        try:
+            with keep_claims_alive(hub.runtime, held, every=0.05):
+                # the batch has been in flight longer than its lease
+                long_ago = utcnow() - timedelta(minutes=1)
+                with hub.runtime.session_factory() as session, session.begin():
+                    session.execute(update(Message).where(Message.id.in_(ids)).values(claimed_until=long_ago))
+
+                def renewed() -> bool:
+                    now = utcnow()
+                    with hub.runtime.session_factory() as session:
+                        leases = session.scalars(select(Message.claimed_until).where(Message.id.in_(ids))).all()
+                        armed = session.scalars(select(OutboxEntry.available_at)
+                                                .where(OutboxEntry.message_id.in_(ids))).all()
+                    return all(at > now for at in [*leases, *armed]) and len(armed) == 3
+
+                eventually(renewed, what="the heartbeat to renew the batch's claims and outbox entries")
+                assert deliver_messages(runtime=hub.runtime, message_ids=ids) == {}
+                assert relay_outbox(runtime=hub.runtime) == 0  # nothing of theirs is due
+        finally:
+            for claim in held:
+                claim.connector.close()
+        assert all(get_message(hub, acme, str(m))["status"] == "sending" for m in ids)
+        assert all(sent_to(hub, f"+5511955510{i:03d}") == [] for i in range(3))
 
 
 class TestBatches:

@@ -312,10 +312,11 @@ class TestRecovery:
         hub = live_hub
         clinic = onboard(hub, "clinica", sandbox_account(hub))
         payload = {"channel": "sms", "from": CUSTOMER, "to": clinic.numbers[0], "body": "perdida", "media": []}
-        # a worker took this one six minutes ago and died; another took its own a minute ago
+        # a worker took this one a minute ago and died (REDISPATCH_AFTER is 45 s);
+        # another took its own (or renewed it by its heartbeat) just now
         orphan = _stored_event(hub, clinic, {**payload, "message_sid": "SM" + random_hex(16)},
-                               dispatched_at=utcnow() - timedelta(minutes=6))
-        in_flight_at = utcnow() - timedelta(minutes=1)
+                               dispatched_at=utcnow() - timedelta(minutes=1))
+        in_flight_at = utcnow()
         in_flight = _stored_event(hub, clinic, {**payload, "message_sid": "SM" + random_hex(16)},
                                   dispatched_at=in_flight_at)
         hub.runtime.wake_relay()

@@ -108,12 +108,41 @@ class TestDispatch:
         lost = store(runtime, tenant_id, n=2)
         in_flight = store(runtime, tenant_id, n=1)
         assert webhooks.dispatch_pending_events(runtime=runtime) == 3
-        # The worker that took them died: five minutes later they are still unhandled.
-        set_dispatched(runtime, lost, utcnow() - timedelta(minutes=6))
-        set_dispatched(runtime, in_flight, utcnow() - timedelta(minutes=1))  # still within its time
+        # The worker that took them died: a minute later they are still unhandled.
+        set_dispatched(runtime, lost, utcnow() - timedelta(minutes=1))
+        set_dispatched(runtime, in_flight, utcnow() - timedelta(seconds=20))  # still within its time
 
         assert webhooks.dispatch_pending_events(runtime=runtime) == 2
         assert webhooks.dispatch_pending_events(runtime=runtime) == 0
+
+    def test_events_of_a_task_in_flight_are_kept_by_its_heartbeat(self, with_fake, monkeypatch):
+        runtime = with_fake
+        tenant_id = create_tenant(runtime, "a")
+        [slow] = store(runtime, tenant_id, kind="fake", type_="fake.noticed", payload={})
+        waiting = store(runtime, tenant_id, n=2)
+        started, release = threading.Event(), threading.Event()
+
+        def slow_handler(_runtime, _session, _event) -> None:
+            started.set()
+            release.wait(30)
+
+        monkeypatch.setitem(webhooks.EVENT_HANDLERS, ("fake", "fake.noticed"), slow_handler)
+        assert webhooks.dispatch_pending_events(runtime=runtime) == 3
+        task = threading.Thread(target=webhooks.handle_events, kwargs={
+            "runtime": runtime, "event_ids": [slow, *waiting], "heartbeat": timedelta(seconds=0.05)})
+        task.start()
+        try:
+            assert started.wait(30)
+            # the task has held the events waiting their turn longer than REDISPATCH_AFTER
+            long_ago = utcnow() - timedelta(minutes=1)
+            set_dispatched(runtime, waiting, long_ago)
+            wait_for(lambda: all(e.dispatched_at > long_ago for e in events(runtime) if e.id in waiting),
+                     what="the heartbeat to renew them")
+            assert webhooks.dispatch_pending_events(runtime=runtime) == 0
+        finally:
+            release.set()
+            task.join(30)
+        assert all(e.handled_at is not None for e in events(runtime))
 
     def test_handled_events_are_never_dispatched_again(self, runtime):
         [event_id] = store(runtime, create_tenant(runtime, "a"))
@@ -175,10 +204,10 @@ class TestHandling:
         set_dispatched(runtime, [event_id], utcnow() - webhooks.REDISPATCH_AFTER)
         assert webhooks.dispatch_pending_events(runtime=runtime) == 1
 
-    def test_backoff_doubles_up_to_the_dead_worker_delay(self):
+    def test_backoff_doubles_up_to_its_cap(self):
         delays = [webhooks._retry_delay(n).total_seconds() for n in range(1, 11)]
         assert delays[:4] == [1, 2, 4, 8]
-        assert max(delays) == webhooks.REDISPATCH_AFTER.total_seconds()
+        assert max(delays) == webhooks.RETRY_CAP.total_seconds() > webhooks.REDISPATCH_AFTER.total_seconds()
 
     def test_after_ten_failures_the_event_is_abandoned_and_logged(self, runtime):
         [event_id] = store(runtime, create_tenant(runtime, "a"), payload={"channel": "sms"})

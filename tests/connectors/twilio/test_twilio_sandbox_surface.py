@@ -3,6 +3,8 @@ traffic, and the ``/_sandbox/twilio`` control endpoints driven over HTTP."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import httpx
@@ -57,6 +59,73 @@ class TestWireShapes:
     def test_malformed_account_sid_is_refused(self, sandbox: Sandbox) -> None:
         with httpx.Client(auth=("AC123", "token")) as client:
             assert client.get(f"{sandbox.url}/2010-04-01/Accounts/AC123.json").status_code == 401
+
+
+def sent_all(sandbox: Sandbox, tenant: Tenant, bodies: list[str]) -> list[str]:
+    """Send ``bodies`` in order and wait until each is delivered (each has a DateSent)."""
+    sids = [tenant.connector.send(OutboundMessage(channel="sms", to=CUSTOMER, body=b)).provider_message_id
+            for b in bodies]
+    deadline = time.monotonic() + 30
+    while any(sandbox.state._messages[sid].status != "delivered" for sid in sids):
+        assert time.monotonic() < deadline, "the sandbox never sent them"
+        time.sleep(0.02)
+    return sids
+
+
+def listed(client: httpx.Client, **params: str) -> list[str]:
+    """The bodies of every page of the message list, following ``next_page_uri``."""
+    page = client.get("/Messages.json", params=params)
+    assert page.status_code == 200, page.text
+    bodies = [m["body"] for m in page.json()["messages"]]
+    while page.json()["next_page_uri"]:
+        page = client.get(str(client.base_url.copy_with(raw_path=page.json()["next_page_uri"].encode())))
+        bodies += [m["body"] for m in page.json()["messages"]]
+    return bodies
+
+
+class TestMessageList:
+    """As Twilio lists messages: newest first by DateSent, filtered by GMT day, paged."""
+
+    def test_newest_first_over_every_page(self, sandbox: Sandbox, tenant: Tenant) -> None:
+        bodies = [f"m{i}" for i in range(7)]
+        sent_all(sandbox, tenant, bodies)
+        with api(sandbox, tenant) as client:
+            assert listed(client, PageSize="3") == bodies[::-1]
+            first = client.get("/Messages.json", params={"PageSize": "3"}).json()
+            assert "PageToken=PA" in first["next_page_uri"] and first["page_size"] == 3
+            assert client.get("/Messages.json").json()["page_size"] == 50
+            assert client.get("/Messages.json", params={"PageSize": "5000"}).json()["page_size"] == 1000
+
+    def test_a_page_is_not_shifted_by_messages_sent_meanwhile(self, sandbox: Sandbox, tenant: Tenant) -> None:
+        sent_all(sandbox, tenant, ["a", "b", "c", "d"])
+        with api(sandbox, tenant) as client:
+            first = client.get("/Messages.json", params={"PageSize": "2"}).json()
+            sent_all(sandbox, tenant, ["e", "f"])
+            second = client.get(str(client.base_url.copy_with(raw_path=first["next_page_uri"].encode()))).json()
+        assert [m["body"] for m in first["messages"]] == ["d", "c"]
+        assert [m["body"] for m in second["messages"]] == ["b", "a"]
+
+    def test_date_sent_filters_go_by_gmt_day(self, sandbox: Sandbox, tenant: Tenant) -> None:
+        a, b, c, unsent = sent_all(sandbox, tenant, ["a", "b", "c", "queued"])
+        for sid, moment in ((a, datetime(2026, 1, 1, 10, tzinfo=UTC)), (b, datetime(2026, 1, 2, 23, 59, tzinfo=UTC)),
+                            (c, datetime(2026, 1, 3, tzinfo=UTC)), (unsent, None)):
+            sandbox.state._messages[sid].date_sent = moment  # (a message Twilio still queues has none)
+        with api(sandbox, tenant) as client:
+            assert listed(client) == ["queued", "c", "b", "a"]
+            assert listed(client, DateSent="2026-01-02") == ["b"]
+            assert listed(client, **{"DateSent>": "2026-01-02"}) == ["c", "b"]
+            assert listed(client, **{"DateSent<": "2026-01-02"}) == ["b", "a"]
+            # the SDK serializes a datetime as a timestamp: only its day counts
+            assert listed(client, **{"DateSent>": "2026-01-02T23:59:59Z"}) == ["c", "b"]
+            answer = client.get("/Messages.json", params={"DateSent>": "yesterday"})
+        assert answer.status_code == 400 and answer.json()["code"] == 20001
+
+    def test_to_and_from_filter_exactly(self, sandbox: Sandbox, tenant: Tenant) -> None:
+        sent_all(sandbox, tenant, ["ours"])
+        tenant.connector.send(OutboundMessage(channel="sms", to="+5521900001111", body="other"))
+        with api(sandbox, tenant) as client:
+            assert listed(client, To=CUSTOMER, From=tenant.number) == ["ours"]
+            assert listed(client, To=CUSTOMER, From="+5521900002222") == []
 
 
 class TestSimulatedInbound:
