@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.errors import HubError
+from hub.metrics import HTTP_REQUEST_DURATION, status_class
 from hub.runtime import Runtime, build_runtime
 from hub.settings import Settings, SettingsError
 
@@ -49,6 +50,9 @@ class RequestContextMiddleware:
                     request_id = candidate
                 break
         request_id = request_id or uuid.uuid4().hex
+        if scope["path"] == "/metrics":  # scrapes are not traffic: no access line, no request figure
+            await self.app(scope, receive, send)
+            return
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -66,7 +70,11 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            elapsed = time.perf_counter() - started
+            duration_ms = round(elapsed * 1000, 2)
+            # the route template (/v1/messages/{message_id}), never the raw path
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            HTTP_REQUEST_DURATION.labels(scope["method"], route, status_class(status)).observe(elapsed)
             # successful requests are the bulk (webhooks at thousands a second): DEBUG;
             # errors and slow answers always reach the log
             level = "info" if status >= 400 or duration_ms > 1000 else "debug"
@@ -265,7 +273,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from hub.input_guard import RejectNulCharacters
     from hub.integrations.api import router as integrations_router
     from hub.messaging.api import router as messaging_router
+    from hub.metrics.api import router as metrics_router
     from hub.onboarding.api import router as onboarding_router
+    from hub.operations.api import router as operations_router
     from hub.platform.api import router as platform_router
     from hub.ratelimit import RateLimitHeadersMiddleware
     from hub.templates.api import router as templates_router
@@ -275,7 +285,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     # calendar_router before integrations_router: /v1/integrations/google must not match /v1/integrations/{kind}
     # webhooks first: the hot path is not matched against every API route before its own
-    for router in (webhooks_router, whatsapp_webhook_router, health_router, auth_router, platform_router,
+    for router in (webhooks_router, whatsapp_webhook_router, health_router, metrics_router, auth_router,
+                   operations_router, platform_router,
                    calendar_router, google_callback_router, whatsapp_router, integrations_router, onboarding_router,
                    messaging_router, templates_router, contacts_router, broadcasts_router, events_router,
                    audit_router):

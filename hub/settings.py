@@ -129,6 +129,11 @@ class Settings(BaseSettings):
                                "maintenance); empty = all of them")
     heartbeat_file: Path | None = Field(None, description="a file `hub relay`, `hub worker` and `hub beat` touch "
                                         "while healthy, for an exec liveness probe; empty = none")
+    # observability
+    metrics_token: SecretStr = Field(SecretStr(""), description="bearer token GET /metrics requires; empty = open "
+                                     "(the chart's NetworkPolicy limits who reaches the port)")
+    metrics_cache_seconds: float = Field(5.0, ge=0, le=300, description="how long /metrics reuses the state gauges "
+                                         "it read from the database and Redis")
 
     @field_validator("log_level")
     @classmethod
