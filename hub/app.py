@@ -180,6 +180,10 @@ class SandboxUrlFile:
         self.path.unlink(missing_ok=True)
 
 
+# What `hub serve` runs in-process (api, worker, relay, beat), for `hub health` without Redis.
+SERVICES_FILE = "services.json"
+
+
 def start_services(runtime: Runtime) -> list[Any]:
     """What runs beside the API in this process: the sandbox providers (sandbox mode
     without HUB_SANDBOX_URL), the embedded worker and beat (no Redis), the relay."""
@@ -207,6 +211,15 @@ def start_services(runtime: Runtime) -> list[Any]:
 
         runtime.relay = RelayThread(runtime).start()
         started.append(runtime.relay)
+    if not settings.redis_url:
+        import json
+        import os
+
+        kinds = ["api"] + [kind for kind, on in (("worker", settings.use_embedded_worker),
+                                                 ("relay", settings.use_relay_in_process),
+                                                 ("beat", settings.use_embedded_beat)) if on]
+        started.append(SandboxUrlFile(settings.var_dir / SERVICES_FILE, json.dumps(
+            {"url": f"http://{settings.host}:{settings.port}", "pid": os.getpid(), "services": kinds})))
     return started
 
 

@@ -1,4 +1,4 @@
-"""``hub …``: serve, migrate, backup, sandbox, worker, beat, tenants, keys, openapi, check."""
+"""``hub …``: serve, migrate, backup, sandbox, worker, beat, tenants, keys, openapi, check, stats, health."""
 
 from __future__ import annotations
 
@@ -694,6 +694,16 @@ def check() -> None:
             typer.echo(f"  {'ok     ' if row.ok else 'MISSING'} {row.name:<28} {row.detail}")
     if not ok:
         raise typer.Exit(1)
+
+
+def _operations_commands() -> None:
+    from hub.operations.cli import health, stats
+
+    app.command()(stats)
+    app.command()(health)
+
+
+_operations_commands()
 
 
 def main() -> None:  # pragma: no cover - console entry point
