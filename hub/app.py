@@ -35,8 +35,8 @@ class RequestContextMiddleware:
     """Gives every request an id (the caller's ``X-Request-ID`` when sane), echoes
     it, binds it to the logs, and writes one access line per request."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self, app: Any, metrics: bool = True) -> None:
+        self.app, self.metrics = app, metrics
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -73,8 +73,9 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             duration_ms = round(elapsed * 1000, 2)
             # the route template (/v1/messages/{message_id}), never the raw path
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            HTTP_REQUEST_DURATION.labels(scope["method"], route, status_class(status)).observe(elapsed)
+            if self.metrics:
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                HTTP_REQUEST_DURATION.labels(scope["method"], route, status_class(status)).observe(elapsed)
             # successful requests are the bulk (webhooks at thousands a second): DEBUG;
             # errors and slow answers always reach the log
             level = "info" if status >= 400 or duration_ms > 1000 else "debug"
@@ -306,5 +307,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.include_router(router)
     app.add_middleware(RejectNulCharacters)  # innermost: its refusals carry the request id and limits
     app.add_middleware(RateLimitHeadersMiddleware)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=settings.metrics_enabled)
     return app

@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     heartbeat_file: Path | None = Field(None, description="a file `hub relay`, `hub worker` and `hub beat` touch "
                                         "while healthy, for an exec liveness probe; empty = none")
     # observability
+    metrics_enabled: bool = Field(True, description="count HTTP requests and webhooks for /metrics (off: only the "
+                                  "state gauges; bench/ingest.py compares the two)")
     metrics_token: SecretStr = Field(SecretStr(""), description="bearer token GET /metrics requires; empty = open "
                                      "(the chart's NetworkPolicy limits who reaches the port)")
     metrics_cache_seconds: float = Field(5.0, ge=0, le=300, description="how long /metrics reuses the state gauges "

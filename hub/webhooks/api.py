@@ -156,16 +156,20 @@ async def webhook_lane(runtime: Runtime, kind: str, scope: dict, receive: Any, s
     if not request_id or len(request_id) > 128:
         request_id = uuid.uuid4().hex
     # a label per connector kind, not per path anyone may POST to
+    counted = runtime.settings.metrics_enabled
     label = kind if kind in runtime.registry else "unknown"
-    WEBHOOKS_RECEIVED.labels(label).inc()
+    if counted:
+        WEBHOOKS_RECEIVED.labels(label).inc()
     try:
         response = await handle(runtime, kind, scope, receive)
     except HubError as exc:
-        WEBHOOKS_REJECTED.labels(label, exc.code).inc()
+        if counted:
+            WEBHOOKS_REJECTED.labels(label, exc.code).inc()
         log.info("webhook refused", kind=kind, status=exc.status_code, code=exc.code, request_id=request_id)
         response = JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
     except Exception:
-        WEBHOOKS_REJECTED.labels(label, "internal_error").inc()
+        if counted:
+            WEBHOOKS_REJECTED.labels(label, "internal_error").inc()
         log.exception("webhook failed", kind=kind, request_id=request_id)
         response = JSONResponse({"error": {"code": "internal_error",
                                            "message": "internal error; quote the request id to support"}},
