@@ -134,6 +134,8 @@ class Settings(BaseSettings):
                                   "state gauges; bench/ingest.py compares the two)")
     metrics_token: SecretStr = Field(SecretStr(""), description="bearer token GET /metrics requires; empty = open "
                                      "(the chart's NetworkPolicy limits who reaches the port)")
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="port where `hub worker`, `hub relay` and "
+                                     "`hub beat` serve their own /metrics (counters only); empty = none")
     metrics_cache_seconds: float = Field(5.0, ge=0, le=300, description="how long /metrics reuses the state gauges "
                                          "it read from the database and Redis")
 

@@ -55,3 +55,30 @@ def observe_provider_call(provider: str, operation: str, seconds: float, *, fail
     PROVIDER_CALL_DURATION.labels(provider, operation).observe(seconds)
     if failed:
         PROVIDER_ERRORS.labels(provider, operation).inc()
+
+
+def prepare_multiprocess_dir() -> None:
+    """Before a process starts its children: create PROMETHEUS_MULTIPROC_DIR and empty it.
+    Files left by a previous run (a container restart keeps its emptyDir) would be summed
+    into this run's counters."""
+    import os
+    from pathlib import Path
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def serve_process_metrics(port: int) -> None:
+    """`hub worker`, `hub relay`, `hub beat`: this process's counters (and, with
+    PROMETHEUS_MULTIPROC_DIR, its children's) on their own port, for a PodMonitor. The
+    state gauges are the API's business: every API pod reports them."""
+    from prometheus_client import start_http_server
+
+    from hub.metrics.state import process_registry
+
+    start_http_server(port, registry=process_registry())

@@ -81,7 +81,7 @@ class StateCollector(Collector):
                                     value=figures.backup_last_success.timestamp())
 
 
-def _process_registry() -> CollectorRegistry:
+def process_registry() -> CollectorRegistry:
     """This process's counters, or every process's when PROMETHEUS_MULTIPROC_DIR is set."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return REGISTRY
@@ -104,4 +104,4 @@ def state_registry(runtime: Runtime) -> CollectorRegistry:
 
 def exposition(runtime: Runtime) -> bytes:
     """The Prometheus text format of the counters and the state gauges."""
-    return generate_latest(_process_registry()) + generate_latest(state_registry(runtime))
+    return generate_latest(process_registry()) + generate_latest(state_registry(runtime))
