@@ -371,6 +371,14 @@ def test_alerts_parse_use_the_agreed_metrics_and_carry_runbooks(renders):
     assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
 
 
+def test_several_api_processes_share_their_counters(renders):
+    """api.processes > 1: prometheus-client's multi-process mode, in a directory of the pod's own."""
+    for which, expected in (("default", None), ("production", "/tmp/prometheus-multiproc")):
+        (api,) = [c for c in containers(named(renders[which], "Deployment", "-api"), init=False) if c["name"] == "api"]
+        env = {e["name"]: e.get("value") for e in api.get("env", [])}
+        assert env.get("PROMETHEUS_MULTIPROC_DIR") == expected, which
+
+
 def test_notes_tell_the_next_steps():
     with helm.Chart.load(CHART) as chart:
         rendered = chart.render(production_values(), name="hub", namespace="clinics")

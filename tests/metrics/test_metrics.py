@@ -137,3 +137,25 @@ class TestTrafficMovesTheFigures:
             before, "hub_webhooks_received_total", kind="unknown") == 3
         assert value(after, "hub_webhooks_rejected_total", kind="unknown", reason="unknown_kind") - value(
             before, "hub_webhooks_rejected_total", kind="unknown", reason="unknown_kind") == 3
+
+
+class TestTheChartsNames:
+    def test_every_metric_the_alerts_may_use_is_exposed(self, client, runtime, redis_url):
+        """The chart's PrometheusRule is checked against tests/deploy/test_chart.py's METRICS;
+        here the hub proves it exposes each of them (with Redis and a backup on record)."""
+        from hub.backups.models import BackupRun
+        from hub.db import utcnow
+        from tests.deploy.test_chart import METRICS
+
+        runtime.settings.redis_url = redis_url
+        runtime.settings.metrics_cache_seconds = 0
+        with runtime.session_factory() as session, session.begin():
+            session.add(BackupRun(name="b1", status="succeeded", engine="sqlite", started_at=utcnow()))
+        r = client.get("/metrics")
+        families = {f.name for f in text_string_to_metric_families(r.text)}
+        # the parser names a counter family without its _total suffix
+        exposed = families | {f"{name}_total" for name in families}
+        assert exposed >= METRICS, METRICS - exposed
+        samples = scrape(client)
+        assert {labels for name, labels in samples if name == "hub_queue_depth"} == {
+            (("queue", q),) for q in ("calendar", "hub", "maintenance")}
