@@ -301,7 +301,9 @@ def test_settings_come_from_values(renders):
     from hub.settings import Settings
 
     # every plain setting the chart renders is one the hub reads (a typo would be ignored silently)
-    known = {f"HUB_{name.upper()}" for name in Settings.model_fields} | {"HUB_TRUSTED_PROXIES"}
+    # (and prometheus-client's own multi-process setting)
+    known = {f"HUB_{name.upper()}" for name in Settings.model_fields} | {"HUB_TRUSTED_PROXIES",
+                                                                        "PROMETHEUS_MULTIPROC_DIR"}
     for doc in renders["production-upgrade"]:
         if doc["kind"] in WORKLOADS:
             for container in containers(doc):
