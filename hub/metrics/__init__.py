@@ -15,6 +15,8 @@ keeps each process's values in files there and ``/metrics`` sums them: set it wh
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Histogram
 
 # seconds: from a fast in-memory answer to a provider that times out
@@ -43,6 +45,18 @@ PROVIDER_ERRORS = Counter(
 TOKEN_REFRESH = Counter(
     "hub_token_refresh_total", "OAuth access token refreshes by provider and outcome (refreshed, revoked, failed)",
     ["provider", "outcome"])
+
+
+_RECEIVED_BY_KIND: dict[str, Any] = {}
+
+
+def webhook_received(kind: str) -> None:
+    """The webhook lane's one figure per request: the labelled child is kept per kind
+    (``labels()`` costs several times the increment itself)."""
+    child = _RECEIVED_BY_KIND.get(kind)
+    if child is None:
+        child = _RECEIVED_BY_KIND[kind] = WEBHOOKS_RECEIVED.labels(kind)
+    child.inc()
 
 
 def status_class(status: int) -> str:

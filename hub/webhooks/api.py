@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from connectors.base import WebhookRequest
 from hub.errors import ErrorBody, HubError
-from hub.metrics import WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED
+from hub.metrics import WEBHOOKS_REJECTED, webhook_received
 from hub.runtime import Runtime
 from hub.webhooks import ingest
 from hub.webhooks import service as webhooks
@@ -159,7 +159,7 @@ async def webhook_lane(runtime: Runtime, kind: str, scope: dict, receive: Any, s
     counted = runtime.settings.metrics_enabled
     label = kind if kind in runtime.registry else "unknown"
     if counted:
-        WEBHOOKS_RECEIVED.labels(label).inc()
+        webhook_received(label)
     try:
         response = await handle(runtime, kind, scope, receive)
     except HubError as exc:
