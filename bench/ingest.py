@@ -242,7 +242,10 @@ def main() -> None:
 
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
         for run in range(args.rounds):
-            for name, (port, requests_file, _) in targets.items():
+            # every other round in reverse: the run right after another one pays for its backlog
+            # and the machine's drift, so no target always goes first (metrics on vs off)
+            order = list(targets.items()) if run % 2 == 0 else list(reversed(targets.items()))
+            for name, (port, requests_file, _) in order:
                 path = requests_file(run)
                 for other in targets.values():  # each run starts with no backlog of its own or another's
                     if other[2]:
