@@ -1,6 +1,7 @@
 """Webhook ingest throughput: POST /webhooks/twilio/messaging with signed, distinct
 messages against the hub on PostgreSQL + Redis, and in the same run a bare FastAPI
-route that only parses the same form, with the same uvicorn worker count.
+route that only parses the same form, with the same uvicorn worker count, and the hub
+with its request counters off (HUB_METRICS_ENABLED=0) for the cost of metrics.
 
     .venv/bin/python -m bench.ingest [--duration 10] [--connections 32] [--tenants 10 10000] [--rounds 3]
 
@@ -229,10 +230,22 @@ def main() -> None:
             drained = settle(url, redis_url, f"{prefix}celery:hub")
             print(f"{count} tenants: warmed up in {took:.1f} s; the relay dispatched the backlog in {drained:.1f} s")
             targets[f"hub webhook, {count} tenants"] = (port, hub_file, (url, f"{prefix}celery:hub"))
+            if count == args.tenants[0]:
+                # the same hub with the request counters off (HUB_METRICS_ENABLED=0), on the same
+                # database and relay: the cost of metrics on the hot path, measured in turns
+                off_port = free_port()
+                servers.append(serve("hub", off_port, {**env, "HUB_PORT": str(off_port), "HUB_METRICS_ENABLED": "0"}))
+                warm_up(off_port, warm, args.connections)
+                settle(url, redis_url, f"{prefix}celery:hub")
+                targets[f"hub webhook, {count} tenants, metrics off"] = (off_port, hub_file,
+                                                                         (url, f"{prefix}celery:hub"))
 
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
         for run in range(args.rounds):
-            for name, (port, requests_file, _) in targets.items():
+            # every other round in reverse: the run right after another one pays for its backlog
+            # and the machine's drift, so no target always goes first (metrics on vs off)
+            order = list(targets.items()) if run % 2 == 0 else list(reversed(targets.items()))
+            for name, (port, requests_file, _) in order:
                 path = requests_file(run)
                 for other in targets.values():  # each run starts with no backlog of its own or another's
                     if other[2]:
@@ -253,6 +266,10 @@ def main() -> None:
     for name, row in results.items():
         print(f"{name:<28} {row['rps']:8.0f} req/s  p50 {row['p50']:6.1f} ms  p99 {row['p99']:6.1f} ms  "
               f"({row['rps'] / bare_rps:5.1%} of bare)  non-2xx {row['errors']:.0f}")
+    on, off = f"hub webhook, {args.tenants[0]} tenants", f"hub webhook, {args.tenants[0]} tenants, metrics off"
+    per_round = ", ".join(f"{1 - a['rps'] / b['rps']:+.1%}" for a, b in zip(runs[on], runs[off], strict=True))
+    print(f"metrics on vs off: {1 - results[on]['rps'] / results[off]['rps']:+.1%} throughput cost (medians); "
+          f"per round {per_round}")
     if len(args.tenants) == 2:
         few, many = (f"hub webhook, {c} tenants" for c in args.tenants)
         cost = 1 - results[many]["rps"] / results[few]["rps"]

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from hub.errors import HubError
+from hub.metrics import HTTP_REQUEST_DURATION, status_class
 from hub.runtime import Runtime, build_runtime
 from hub.settings import Settings, SettingsError
 
@@ -35,8 +36,8 @@ class RequestContextMiddleware:
     """Gives every request an id (the caller's ``X-Request-ID`` when sane), echoes
     it, binds it to the logs, and writes one access line per request."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self, app: Any, metrics: bool = True) -> None:
+        self.app, self.metrics = app, metrics
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -50,6 +51,9 @@ class RequestContextMiddleware:
                     request_id = candidate
                 break
         request_id = request_id or uuid.uuid4().hex
+        if scope["path"] == "/metrics":  # scrapes are not traffic: no access line, no request figure
+            await self.app(scope, receive, send)
+            return
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -67,7 +71,12 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            elapsed = time.perf_counter() - started
+            duration_ms = round(elapsed * 1000, 2)
+            # the route template (/v1/messages/{message_id}), never the raw path
+            if self.metrics:
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                HTTP_REQUEST_DURATION.labels(scope["method"], route, status_class(status)).observe(elapsed)
             # successful requests are the bulk (webhooks at thousands a second): DEBUG;
             # errors and slow answers always reach the log
             level = "info" if status >= 400 or duration_ms > 1000 else "debug"
@@ -173,6 +182,10 @@ class SandboxUrlFile:
         self.path.unlink(missing_ok=True)
 
 
+# What `hub serve` runs in-process (api, worker, relay, beat), for `hub health` without Redis.
+SERVICES_FILE = "services.json"
+
+
 def start_services(runtime: Runtime) -> list[Any]:
     """What runs beside the API in this process: the sandbox providers (sandbox mode
     without HUB_SANDBOX_URL), the embedded worker and beat (no Redis), the relay."""
@@ -200,6 +213,15 @@ def start_services(runtime: Runtime) -> list[Any]:
 
         runtime.relay = RelayThread(runtime).start()
         started.append(runtime.relay)
+    if not settings.redis_url:
+        import json
+        import os
+
+        kinds = ["api"] + [kind for kind, on in (("worker", settings.use_embedded_worker),
+                                                 ("relay", settings.use_relay_in_process),
+                                                 ("beat", settings.use_embedded_beat)) if on]
+        started.append(SandboxUrlFile(settings.var_dir / SERVICES_FILE, json.dumps(
+            {"url": f"http://{settings.host}:{settings.port}", "pid": os.getpid(), "services": kinds})))
     return started
 
 
@@ -267,7 +289,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from hub.input_guard import RejectNulCharacters
     from hub.integrations.api import router as integrations_router
     from hub.messaging.api import router as messaging_router
+    from hub.metrics.api import router as metrics_router
     from hub.onboarding.api import router as onboarding_router
+    from hub.operations.api import router as operations_router
     from hub.platform.api import router as platform_router
     from hub.ratelimit import RateLimitHeadersMiddleware
     from hub.security_headers import SecurityHeadersMiddleware
@@ -278,7 +302,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     # calendar_router before integrations_router: /v1/integrations/google must not match /v1/integrations/{kind}
     # webhooks first: the hot path is not matched against every API route before its own
-    for router in (webhooks_router, whatsapp_webhook_router, health_router, auth_router, platform_router,
+    for router in (webhooks_router, whatsapp_webhook_router, health_router, metrics_router, auth_router,
+                   operations_router, platform_router,
                    calendar_router, google_callback_router, whatsapp_router, integrations_router, onboarding_router,
                    messaging_router, templates_router, contacts_router, broadcasts_router, events_router,
                    audit_router):
@@ -287,7 +312,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     # before anything reads a body: the token checked, then the body capped while it streams
     app.add_middleware(AuthenticateBeforeBody)
     app.add_middleware(RateLimitHeadersMiddleware)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=settings.metrics_enabled)
     app.add_middleware(SecurityHeadersMiddleware)
     if settings.trusted_proxy_list:
         # outermost: rate limits and audit rows see the client the trusted proxy names

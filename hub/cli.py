@@ -1,4 +1,4 @@
-"""``hub …``: serve, migrate, backup, sandbox, worker, beat, tenants, keys, openapi, check."""
+"""``hub …``: serve, migrate, backup, sandbox, worker, beat, tenants, keys, openapi, check, stats, health."""
 
 from __future__ import annotations
 
@@ -75,6 +75,14 @@ def serve(
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     bind_host, bind_port = host or settings.host, port or settings.port
+    import os
+
+    from hub.metrics import prepare_multiprocess_dir
+
+    # the app (built by uvicorn, in this process or its workers) reads its settings from the
+    # environment: --host/--port must reach it (its default public URL, `hub health`'s file)
+    os.environ["HUB_HOST"], os.environ["HUB_PORT"] = bind_host, str(bind_port)
+    prepare_multiprocess_dir()
     shown = "127.0.0.1" if bind_host in ("0.0.0.0", "::") else bind_host
     typer.echo(f"Integrations Hub serving on http://{shown}:{bind_port} — API docs at http://{shown}:{bind_port}/docs"
                + (" (embedded: SQLite, in-process worker, sandbox providers)" if settings.use_embedded_worker
@@ -298,7 +306,13 @@ def _broker_runtime(command: str):
     if not settings.redis_url:
         fail(f"hub {command} needs HUB_REDIS_URL: without Redis the queue lives inside `hub serve`, "
              "which runs its own worker and relay")
-    return runtime_or_exit(settings)
+    runtime = runtime_or_exit(settings)
+    from hub.metrics import prepare_multiprocess_dir, serve_process_metrics
+
+    prepare_multiprocess_dir()
+    if settings.metrics_port:
+        serve_process_metrics(settings.metrics_port)
+    return runtime
 
 
 @app.command()
@@ -669,6 +683,16 @@ def check() -> None:
             typer.echo(f"  {'ok     ' if row.ok else 'MISSING'} {row.name:<28} {row.detail}")
     if not ok:
         raise typer.Exit(1)
+
+
+def _operations_commands() -> None:
+    from hub.operations.cli import health, stats
+
+    app.command()(stats)
+    app.command()(health)
+
+
+_operations_commands()
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -122,7 +122,34 @@ def make_celery(settings: Settings) -> Celery:
     )
     if settings.heartbeat_file is not None:
         _install_heartbeat(app, settings.heartbeat_file)
+    if not embedded:
+        _install_seen(app, settings)
     return app
+
+
+def _install_seen(app: Celery, settings: Settings) -> None:
+    """Workers and beat note themselves in Redis for `GET /v1/platform/health`
+    (hub.operations.processes), from the consumer's loop and beat's tick."""
+    from celery import bootsteps
+
+    from hub.operations.processes import SEEN_EVERY_SECONDS, mark_seen
+
+    class SeenStep(bootsteps.StartStopStep):
+        requires = {"celery.worker.consumer.tasks:Tasks"}
+
+        def start(self, consumer) -> None:
+            mark_seen(settings, "worker")
+            self.timer_ref = consumer.timer.call_repeatedly(SEEN_EVERY_SECONDS, mark_seen, (settings, "worker"),
+                                                            priority=10)
+
+        def stop(self, consumer) -> None:
+            if getattr(self, "timer_ref", None) is not None:
+                self.timer_ref.cancel()
+                self.timer_ref = None
+
+    app.steps["consumer"].add(SeenStep)
+    app.conf.beat_scheduler = HeartbeatScheduler
+    app.conf.hub_seen_settings = settings
 
 
 def _install_heartbeat(app: Celery, path: Path) -> None:
@@ -150,13 +177,21 @@ def _install_heartbeat(app: Celery, path: Path) -> None:
 
 
 class HeartbeatScheduler(PersistentScheduler):
-    """Celery beat's scheduler, touching the heartbeat file each time its loop ticks."""
+    """Celery beat's scheduler, touching the heartbeat file (and noting beat as seen in
+    Redis) each time its loop ticks."""
 
     def tick(self, *args: Any, **kwargs: Any):
         from hub.heartbeat import Pulse
 
-        pulse = self.__dict__.setdefault("_hub_pulse", Pulse(Path(self.app.conf.hub_heartbeat_file)))
-        pulse.beat()
+        heartbeat = self.app.conf.get("hub_heartbeat_file")
+        if heartbeat:
+            pulse = self.__dict__.setdefault("_hub_pulse", Pulse(Path(heartbeat)))
+            pulse.beat()
+        seen = self.app.conf.get("hub_seen_settings")
+        if seen is not None:
+            from hub.operations.processes import mark_seen
+
+            mark_seen(seen, "beat")  # throttled
         return super().tick(*args, **kwargs)
 
 

@@ -13,6 +13,7 @@ import structlog
 from celery import shared_task
 
 from hub.heartbeat import Pulse
+from hub.operations.processes import mark_seen
 from hub.queue import RELAY
 
 if TYPE_CHECKING:
@@ -78,3 +79,4 @@ class RelayThread:
                 log.exception("relay pass failed")
             # the loop turns (a database outage is readiness's business, not a reason to restart)
             self._pulse.beat()
+            mark_seen(self.runtime.settings, "relay")  # Redis only, throttled

@@ -145,6 +145,15 @@ class Settings(BaseSettings):
                                "maintenance); empty = all of them")
     heartbeat_file: Path | None = Field(None, description="a file `hub relay`, `hub worker` and `hub beat` touch "
                                         "while healthy, for an exec liveness probe; empty = none")
+    # observability
+    metrics_enabled: bool = Field(True, description="count HTTP requests and webhooks for /metrics (off: only the "
+                                  "state gauges; bench/ingest.py compares the two)")
+    metrics_token: SecretStr = Field(SecretStr(""), description="bearer token GET /metrics requires; empty = open "
+                                     "(the chart's NetworkPolicy limits who reaches the port)")
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="port where `hub worker`, `hub relay` and "
+                                     "`hub beat` serve their own /metrics (counters only); empty = none")
+    metrics_cache_seconds: float = Field(5.0, ge=0, le=300, description="how long /metrics reuses the state gauges "
+                                         "it read from the database and Redis")
     audit_checkpoint_file: Path | None = Field(None, description="a file the minute's audit checkpoint job "
                                                "appends each signed checkpoint to (JSON lines), kept outside the "
                                                "database; empty = log them only")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ from hub.audit import service as audit
 from hub.calendar.clients import GOOGLE_KIND, connection_client
 from hub.db import is_postgres, make_engine, make_session_factory, utcnow
 from hub.errors import Conflict, NotFound, Unavailable
+from hub.metrics import TOKEN_REFRESH, observe_provider_call
 from tenants import service as tenants
 from tenants.models import Integration, IntegrationStatus
 from tenants.repository import IntegrationRepository
@@ -223,13 +225,22 @@ def _fresh_token(runtime: Runtime, session: Session, integration_id: uuid.UUID, 
     if current is not None and current != stale and _life_left(credentials) > min_life:
         assert credentials.expiry is not None
         return AccessToken(current, credentials.expiry)  # someone refreshed while we waited
+    began = time.perf_counter()
     try:
         client = connection_client(runtime, session=session, integration=integration)
         fresh = GoogleOAuth(client, timeout=PROVIDER_TIMEOUT_SECONDS).refresh(
             credentials.refresh_token.get_secret_value())
     except GrantRevoked as exc:
+        TOKEN_REFRESH.labels(GOOGLE_KIND, "revoked").inc()
+        observe_provider_call(GOOGLE_KIND, "token_refresh", time.perf_counter() - began, failed=True)
         mark_needs_reauth(session=session, integration=integration, reason=exc.code or "invalid_grant")
         raise NeedsReauth() from exc
+    except Exception:
+        TOKEN_REFRESH.labels(GOOGLE_KIND, "failed").inc()
+        observe_provider_call(GOOGLE_KIND, "token_refresh", time.perf_counter() - began, failed=True)
+        raise
+    TOKEN_REFRESH.labels(GOOGLE_KIND, "refreshed").inc()
+    observe_provider_call(GOOGLE_KIND, "token_refresh", time.perf_counter() - began, failed=False)
     seal_credentials(session=session, vault=runtime.vault, integration=integration,
                      credentials=credentials.model_copy(update={"access_token": SecretStr(fresh.token),
                                                                 "expiry": fresh.expiry}))

@@ -10,7 +10,9 @@ from hub.audit import service as audit
 from hub.auth.deps import client_ip, request_id, tenant_with
 from hub.deps import DbSession, HubRuntime
 from hub.errors import AUTHENTICATED_ERRORS, NotFound, error_responses
+from hub.integrations import service as integrations_service
 from hub.integrations.installers import Actor, installer_for
+from hub.integrations.schemas import IntegrationCheckRead, IntegrationsHealthRead
 from hub.providers import integration_view
 from tenants import service as tenants
 from tenants.schemas import IntegrationRead, IntegrationWrite, TenantRead
@@ -32,6 +34,28 @@ def list_integrations(session: DbSession, runtime: HubRuntime,
     """The tenant's integrations, credentials masked."""
     return [integration_view(runtime, session, i)
             for i in tenants.list_integrations(session=session, tenant_id=principal.tenant_id)]
+
+
+@router.get("/integrations/health", response_model=IntegrationsHealthRead)
+def integrations_health(session: DbSession, principal: tenant_with("integrations:read")) -> IntegrationsHealthRead:
+    """Each of the tenant's integrations: its status, the newest sign it works (a
+    delivery the provider accepted, a verified webhook, a calendar sync, a passed check)
+    and the newest failure the hub recorded (a delivery attempt, a failed check, the
+    integration's last error), each with its time, code and message."""
+    return IntegrationsHealthRead(
+        integrations=integrations_service.integrations_health(session=session, tenant_id=principal.tenant_id))
+
+
+@router.post("/integrations/{kind}/check", response_model=IntegrationCheckRead)
+def check_integration(kind: KindPath, request: Request, session: DbSession, runtime: HubRuntime,
+                      principal: tenant_with("integrations:read")) -> IntegrationCheckRead:
+    """Ask the provider now whether the integration's credentials work (the same check as
+    when they were stored). The answer is a 200 either way — `ok` and the provider's
+    `detail` say how it went; a failure is recorded as the integration's last error
+    (its status is unchanged) and every check is audited."""
+    return IntegrationCheckRead.model_validate(integrations_service.check_integration(
+        session=session, runtime=runtime, tenant_id=principal.tenant_id, kind=kind, actor=principal.actor,
+        ip=client_ip(request), request_id=request_id(request)))
 
 
 @router.get("/integrations/{kind}", response_model=IntegrationRead)

@@ -59,6 +59,7 @@ from hub.messaging.claims import (
 )
 from hub.messaging.models import Message, MessageStatus
 from hub.messaging.repository import MessageRepository
+from hub.metrics import DELIVERIES, observe_provider_call
 from hub.queue import DELIVER_MESSAGE, publish
 
 if TYPE_CHECKING:
@@ -136,6 +137,8 @@ def _call(runtime: Runtime, claim: Claim) -> Called:
             done.provider_message_id, done.recovered = _attempt(runtime, claim.connector, claim)
         except ProviderError as exc:
             done.failure = exc
+        observe_provider_call(claim.connector.kind, "send", time.perf_counter() - began,
+                              failed=done.failure is not None)
     done.duration_ms = round((time.perf_counter() - began) * 1000, 1)
     return done
 
@@ -245,6 +248,8 @@ def _record(runtime: Runtime, called: list[Called]) -> dict[uuid.UUID, str | Non
     deferred = {c.claim.message_id: c for c in called if c.deferred_until is not None}
     decided = {c.claim.message_id: (c, *_outcome(runtime.settings, c, now)) for c in called
                if c.deferred_until is None}
+    for c, _, outcome, _, _ in decided.values():
+        DELIVERIES.labels(c.claim.channel, outcome).inc()
     statuses: dict[uuid.UUID, str | None] = {}
     hops: list[tuple[Claim, str]] = []
     with transaction(runtime.session_factory) as session:

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from connectors.base import WebhookRequest
 from hub.errors import ErrorBody, HubError
+from hub.metrics import WEBHOOKS_REJECTED, webhook_received
 from hub.runtime import Runtime
 from hub.webhooks import ingest
 from hub.webhooks import service as webhooks
@@ -154,12 +155,21 @@ async def webhook_lane(runtime: Runtime, kind: str, scope: dict, receive: Any, s
     request_id = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
     if not request_id or len(request_id) > 128:
         request_id = uuid.uuid4().hex
+    # a label per connector kind, not per path anyone may POST to
+    counted = runtime.settings.metrics_enabled
+    label = kind if kind in runtime.registry else "unknown"
+    if counted:
+        webhook_received(label)
     try:
         response = await handle(runtime, kind, scope, receive)
     except HubError as exc:
+        if counted:
+            WEBHOOKS_REJECTED.labels(label, exc.code).inc()
         log.info("webhook refused", kind=kind, status=exc.status_code, code=exc.code, request_id=request_id)
         response = JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
     except Exception:
+        if counted:
+            WEBHOOKS_REJECTED.labels(label, "internal_error").inc()
         log.exception("webhook failed", kind=kind, request_id=request_id)
         response = JSONResponse({"error": {"code": "internal_error",
                                            "message": "internal error; quote the request id to support"}},

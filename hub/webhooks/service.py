@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -41,6 +41,7 @@ from hub.errors import BadRequest, Forbidden, NotFound
 from hub.heartbeat import KeepAlive
 from hub.messaging.channels import fall_back_after_callback
 from hub.messaging.inbound import PROVIDER_STATUSES, apply_status, record_inbound_message
+from hub.metrics import WEBHOOK_DISPATCH_LAG
 from hub.queue import HANDLE_EVENTS, publish
 from hub.webhooks.models import WebhookEvent
 from hub.webhooks.routes import RouteTarget, resolve
@@ -370,13 +371,17 @@ def dispatch_pending_events(*, runtime: Runtime, limit: int = DISPATCH_BATCH) ->
                 # concurrent relays (every API process runs one) claim disjoint batches
                 pending = pending.with_for_update(skip_locked=True)
             # One UPDATE … RETURNING claims the batch: on SQLite it runs under the write lock.
-            ids += session.scalars(
+            claimed = session.execute(
                 update(WebhookEvent)
                 .where(WebhookEvent.id.in_(pending.scalar_subquery()))
                 .values(dispatched_at=now)
-                .returning(WebhookEvent.id)
+                .returning(WebhookEvent.id, WebhookEvent.received_at)
                 .execution_options(synchronize_session=False)
-            )
+            ).all()
+            ids += [row.id for row in claimed]
+            for row in claimed:
+                received = row.received_at if row.received_at.tzinfo else row.received_at.replace(tzinfo=UTC)
+                WEBHOOK_DISPATCH_LAG.observe(max(0.0, (now - received).total_seconds()))
         session.commit()
         if not ids:
             return 0

@@ -49,6 +49,20 @@ def case_list_integrations(client, t):
     assert "tenant-a-only" not in client.get("/v1/integrations", headers=t["b"]).text
 
 
+def case_integrations_health(client, t):
+    r = client.get("/v1/integrations/health", headers=t["b"])
+    assert r.status_code == 200, r.text
+    assert r.json() == {"integrations": []}
+    assert [i["kind"] for i in client.get("/v1/integrations/health", headers=t["a"]).json()["integrations"]] == [
+        "smtp"]
+
+
+def case_check_integration(client, t):
+    not_found_like_a_missing_one(client, "POST", "/v1/integrations/smtp/check", t["b"])
+    health = client.get("/v1/integrations/health", headers=t["a"]).json()["integrations"][0]
+    assert health["last_failure"] is None  # B's attempt ran no check of A's integration
+
+
 def case_get_integration(client, t):
     not_found_like_a_missing_one(client, "GET", "/v1/integrations/smtp", t["b"])
 
@@ -668,6 +682,8 @@ CASES: dict[tuple[str, str], Callable] = {
     ("GET", "/v1/audit/checkpoint"): case_audit_checkpoint,
     ("POST", "/v1/messages"): case_send_message,
     ("GET", "/v1/messages"): case_list_messages,
+    ("GET", "/v1/integrations/health"): case_integrations_health,
+    ("POST", "/v1/integrations/{kind}/check"): case_check_integration,
     ("GET", "/v1/messages/{message_id}"): case_get_message,
     ("POST", "/v1/messages/{message_id}/retry"): case_retry_message,
     ("DELETE", "/v1/messages/{message_id}"): case_cancel_message,

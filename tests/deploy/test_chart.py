@@ -301,7 +301,9 @@ def test_settings_come_from_values(renders):
     from hub.settings import Settings
 
     # every plain setting the chart renders is one the hub reads (a typo would be ignored silently)
-    known = {f"HUB_{name.upper()}" for name in Settings.model_fields} | {"HUB_TRUSTED_PROXIES"}
+    # (and prometheus-client's own multi-process setting)
+    known = {f"HUB_{name.upper()}" for name in Settings.model_fields} | {"HUB_TRUSTED_PROXIES",
+                                                                        "PROMETHEUS_MULTIPROC_DIR"}
     for doc in renders["production-upgrade"]:
         if doc["kind"] in WORKLOADS:
             for container in containers(doc):
@@ -369,6 +371,14 @@ def test_alerts_parse_use_the_agreed_metrics_and_carry_runbooks(renders):
     (monitor,) = by_kind(renders["production"], "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
+
+
+def test_several_api_processes_share_their_counters(renders):
+    """api.processes > 1: prometheus-client's multi-process mode, in a directory of the pod's own."""
+    for which, expected in (("default", None), ("production", "/tmp/prometheus-multiproc")):
+        (api,) = [c for c in containers(named(renders[which], "Deployment", "-api"), init=False) if c["name"] == "api"]
+        env = {e["name"]: e.get("value") for e in api.get("env", [])}
+        assert env.get("PROMETHEUS_MULTIPROC_DIR") == expected, which
 
 
 def test_notes_tell_the_next_steps():
