@@ -362,8 +362,8 @@ def beat() -> None:
     """Run the scheduler of periodic jobs (one per deployment): a backstop relay pass every
     2 x HUB_RELAY_INTERVAL_SECONDS, appointment reminders every minute, Google watch channel
     renewal hourly, a nightly incremental sync of every calendar (03:17), the event log's
-    retention sweep hourly, and WhatsApp template sync every 6 hours. (`make run` runs
-    them inside `hub serve`.)"""
+    retention sweep hourly, WhatsApp template sync every 6 hours, and a signed checkpoint
+    of every audit chain each minute. (`make run` runs them inside `hub serve`.)"""
     runtime = _broker_runtime("beat")
     var_dir = runtime.settings.var_dir
     var_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
+from hub.asgi import Headers, ResponseHeadersMiddleware, add_missing
 from hub.errors import RateLimited, Unavailable
 from hub.settings import Settings
 
@@ -114,25 +115,9 @@ class RateLimits:
         return state
 
 
-class RateLimitHeadersMiddleware:
+class RateLimitHeadersMiddleware(ResponseHeadersMiddleware):
     """Adds ``X-RateLimit-*`` to every response a limit was counted for."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_limits(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                state = scope.get("state", {}).get("rate_limit")
-                if state is not None:
-                    present = {name.lower() for name, _ in message.get("headers", [])}
-                    extra = [(k.lower().encode(), v.encode()) for k, v in state.headers().items()
-                             if k.lower().encode() not in present]
-                    message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_with_limits)
+    def headers_for(self, scope: dict, headers: Headers) -> Headers:
+        state = scope.get("state", {}).get("rate_limit")
+        return add_missing(headers, state.headers()) if state is not None else headers

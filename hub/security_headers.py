@@ -7,7 +7,7 @@ its own (the API docs load their scripts from the hub: ``DOCS_PAGE_HEADERS``).""
 
 from __future__ import annotations
 
-from typing import Any
+from hub.asgi import Headers, ResponseHeadersMiddleware
 
 # A page that loads nothing, is framed by nobody, posts nowhere and leaks no URL
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; form-action 'none'; base-uri 'none'"
@@ -37,20 +37,8 @@ def with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[byte
     return [*headers, *extra] if extra else headers
 
 
-class SecurityHeadersMiddleware:
+class SecurityHeadersMiddleware(ResponseHeadersMiddleware):
     """ASGI middleware: ``with_security_headers`` on every HTTP response."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = with_security_headers(list(message.get("headers", [])))
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+    def headers_for(self, scope: dict, headers: Headers) -> Headers:
+        return with_security_headers(headers)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 from pydantic import SecretStr
 
@@ -92,3 +93,34 @@ def parts(message: EmailMessage) -> dict[str, Any]:
     text = message.get_body(preferencelist=("plain",))
     html = message.get_body(preferencelist=("html",))
     return {"text": text.get_content() if text else None, "html": html.get_content() if html else None}
+
+
+# --- fixtures of the e-mail tests: a local relay as the platform's SMTP, a live hub on it ---
+
+
+@pytest.fixture(scope="module")
+def smtp_server():
+    yield from serve_mailbox()
+
+
+@pytest.fixture
+def mailbox(smtp_server):
+    controller, box = smtp_server
+    box.clear()
+    return box
+
+
+@pytest.fixture
+def hub(live_hub, smtp_server):
+    from tests.messaging.outbound_support import make_fast
+
+    make_fast(live_hub)
+    use_platform_smtp(live_hub.runtime, smtp_server[0].port)
+    return live_hub
+
+
+@pytest.fixture
+def acme(hub):
+    from tests.messaging.outbound_support import twilio_tenant
+
+    return twilio_tenant(hub, "acme")

@@ -16,8 +16,14 @@ from pydantic import ValidationError
 from hub.db import new_id, utcnow
 from hub.messaging.models import Message, MessageStatus
 from hub.settings import Settings
-from tests.messaging.notification_support import PLATFORM_FROM, serve_mailbox, use_platform_smtp
-from tests.messaging.outbound_support import make_fast, twilio_tenant, wait_for_status
+from tests.messaging.notification_support import (  # noqa: F401 - fixtures
+    PLATFORM_FROM,
+    acme,
+    hub,
+    mailbox,
+    smtp_server,
+)
+from tests.messaging.outbound_support import wait_for_status
 
 TO = "maria@cliente.example.com"
 EVIL = "evil@evil.example"
@@ -42,29 +48,6 @@ ATTACKS = {
     "nul": q_word("Hi\x00there"),
 }
 
-
-@pytest.fixture(scope="module")
-def smtp_server():
-    yield from serve_mailbox()
-
-
-@pytest.fixture
-def mailbox(smtp_server):
-    controller, box = smtp_server
-    box.clear()
-    return box
-
-
-@pytest.fixture
-def hub(live_hub, smtp_server):
-    make_fast(live_hub)
-    use_platform_smtp(live_hub.runtime, smtp_server[0].port)
-    return live_hub
-
-
-@pytest.fixture
-def acme(hub):
-    return twilio_tenant(hub, "acme")
 
 
 def assert_one_header_block(message) -> None:

@@ -9,18 +9,19 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import select
 
 from hub.messaging.models import Conversation
 from hub.messaging.rendering import sample_data
-from tests.messaging.notification_support import (
+from tests.messaging.notification_support import (  # noqa: F401 - fixtures
     PLATFORM_FROM,
+    acme,
     create_contact,
+    hub,
+    mailbox,
     opt_out,
     parts,
-    serve_mailbox,
-    use_platform_smtp,
+    smtp_server,
 )
 from tests.messaging.outbound_support import (
     CUSTOMER,
@@ -35,29 +36,6 @@ from tests.messaging.outbound_support import (
 ORDER = sample_data("order-created")
 CUSTOMER_EMAIL = "maria@cliente.example.com"
 
-
-@pytest.fixture(scope="module")
-def smtp_server():
-    yield from serve_mailbox()
-
-
-@pytest.fixture
-def mailbox(smtp_server):
-    controller, box = smtp_server
-    box.clear()
-    return box
-
-
-@pytest.fixture
-def hub(live_hub, smtp_server):
-    make_fast(live_hub)
-    use_platform_smtp(live_hub.runtime, smtp_server[0].port)
-    return live_hub
-
-
-@pytest.fixture
-def acme(hub):
-    return twilio_tenant(hub, "acme")
 
 
 def post(hub, tenant, **fields):
