@@ -399,14 +399,16 @@ class TestPacing:
         assert deliver_messages(runtime=hub.runtime, message_ids=[uuid.UUID(message_id)]) == {
             uuid.UUID(message_id): "queued"}
         deferred = get_message(hub, acme, message_id)
+        # no attempt was made (the relay may already have handed it on by now: its turn
+        # comes 1/rate s later, so what reached Twilio is counted at the end instead)
         assert (deferred["status"], deferred["attempts"]) == ("queued", [])
-        assert sent_to(hub, CUSTOMER) == []
         entry = outbox_entry(hub.runtime, message_id)
         assert before < entry.available_at.replace(tzinfo=entry.available_at.tzinfo or UTC) \
             <= before + timedelta(seconds=1 / rate + 0.5)
         # the relay hands it over when the lane has a turn again: one attempt, sent
         done = wait_for_status(hub, acme, message_id, "delivered")
         assert attempts(done) == [(1, "sent", None)]
+        assert len(sent_to(hub, CUSTOMER)) == 1  # once, by the relay's hand-over
 
 
 class TestOutboxRelay:
