@@ -108,6 +108,8 @@ class OutboundMessage:
     template_name: str | None = None
     template_language: str | None = None
     template_parameters: Sequence[str] = ()
+    # a NAMED template's placeholder names, one per parameter (Meta's ``parameter_name``)
+    template_parameter_names: Sequence[str] = ()
     # passed to the provider where it supports idempotent sends
     idempotency_key: str | None = None
 

@@ -284,6 +284,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from hub.calendar.api import public_router as google_callback_router
     from hub.calendar.api import router as calendar_router
     from hub.contacts.api import router as contacts_router
+    from hub.contacts.unsubscribe_api import router as unsubscribe_router
     from hub.events.api import router as events_router
     from hub.health.api import router as health_router
     from hub.input_guard import RejectNulCharacters
@@ -306,7 +307,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                    operations_router, platform_router,
                    calendar_router, google_callback_router, whatsapp_router, integrations_router, onboarding_router,
                    messaging_router, templates_router, contacts_router, broadcasts_router, events_router,
-                   audit_router):
+                   audit_router, unsubscribe_router):
         app.include_router(router)
     app.add_middleware(RejectNulCharacters)  # innermost: its refusals carry the request id and limits
     # before anything reads a body: the token checked, then the body capped while it streams

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
@@ -20,6 +21,8 @@ from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from hub.asgi import Headers, ResponseHeadersMiddleware, add_missing
 from hub.errors import RateLimited, Unavailable
 from hub.settings import Settings
+
+log = structlog.get_logger("hub.ratelimit")
 
 
 @dataclass(frozen=True)
@@ -45,14 +48,28 @@ class RateLimits:
 
     def __init__(self, settings: Settings) -> None:
         storage: Storage
-        if settings.redis_url:
-            storage = RedisStorage(settings.redis_url, key_prefix=f"{settings.redis_prefix}rl",
+        url = settings.rate_limit_redis_url or settings.redis_url
+        if url:
+            storage = RedisStorage(url, key_prefix=f"{settings.redis_prefix}rl",
                                    wrap_exceptions=True, socket_timeout=2, socket_connect_timeout=2)
         else:
             storage = MemoryStorage()
         self.storage = storage
+        # Fail closed by default: a limit that stops counting is no limit, and a 503 says
+        # so; fail open (HUB_RATE_LIMIT_FAIL_OPEN) trades that for availability.
+        self.fail_open = settings.rate_limit_fail_open
+        self._warned_at = 0.0
         self.limiter = FixedWindowRateLimiter(storage)
         self.pacer = MovingWindowRateLimiter(storage)
+
+    def _unreachable(self, exc: Exception) -> None:
+        """Fail closed (503), or, when failing open, log it (at most once a minute) and go on."""
+        if not self.fail_open:
+            raise Unavailable("rate limit storage unreachable", code="rate_limit_unavailable") from exc
+        if time.monotonic() - self._warned_at > 60:
+            self._warned_at = time.monotonic()
+            log.warning("rate limit storage unreachable; requests pass unlimited (HUB_RATE_LIMIT_FAIL_OPEN)",
+                        error=type(exc).__name__)
 
     def hit(self, bucket: str, per_minute: int) -> LimitState:
         item = RateLimitItemPerMinute(per_minute)
@@ -60,7 +77,8 @@ class RateLimits:
             allowed = self.limiter.hit(item, bucket)
             stats = self.limiter.get_window_stats(item, bucket)
         except Exception as exc:  # limits wraps every storage error in its own type
-            raise Unavailable("rate limit storage unreachable", code="rate_limit_unavailable") from exc
+            self._unreachable(exc)
+            return LimitState(per_minute, per_minute, time.time() + 60, True)
         return LimitState(per_minute, stats.remaining, stats.reset_time, allowed)
 
     def peek(self, bucket: str, per_minute: int) -> LimitState:
@@ -70,7 +88,8 @@ class RateLimits:
             allowed = self.limiter.test(item, bucket)
             stats = self.limiter.get_window_stats(item, bucket)
         except Exception as exc:  # limits wraps every storage error in its own type
-            raise Unavailable("rate limit storage unreachable", code="rate_limit_unavailable") from exc
+            self._unreachable(exc)
+            return LimitState(per_minute, per_minute, time.time() + 60, True)
         return LimitState(per_minute, stats.remaining, stats.reset_time, allowed)
 
     def count_in_window(self, bucket: str, window_seconds: int) -> tuple[int, int]:
@@ -82,7 +101,8 @@ class RateLimits:
             now = self.storage.incr(f"count/{bucket}/{window}", window_seconds * 2)
             previous = self.storage.get(f"count/{bucket}/{window - 1}") if now == 1 else 0
         except Exception as exc:  # limits wraps every storage error in its own type
-            raise Unavailable("rate limit storage unreachable", code="rate_limit_unavailable") from exc
+            self._unreachable(exc)
+            return 1, 0  # as if first in its window: each occurrence is recorded, none lost
         return now, previous
 
     def take_turn(self, lane: str, per_second: float, *, max_wait: float) -> float | None:

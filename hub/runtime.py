@@ -40,6 +40,15 @@ class Runtime:
     hands_off_to_relay: bool = False
     caches: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def unsubscribe_tokens(self):
+        """Seals and opens the recipients of one-click unsubscribe links (hub.contacts.unsubscribe)."""
+        from hub.contacts.unsubscribe import UnsubscribeTokens
+
+        if "unsubscribe_tokens" not in self.caches:
+            self.caches["unsubscribe_tokens"] = UnsubscribeTokens(tuple(self.settings.master_key_ring))
+        return self.caches["unsubscribe_tokens"]
+
     def wake_relay(self) -> None:
         if self.relay is not None:
             self.relay.wake()

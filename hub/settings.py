@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy URL; default a SQLite file under HUB_VAR_DIR")
     redis_url: str = Field("", description="Redis for broker, rate limits, caches; empty = embedded")
     redis_prefix: str = Field("hub:", description="prefix of every Redis key the hub writes")
+    rate_limit_redis_url: str = Field("", description="Redis for the rate limits only; empty = HUB_REDIS_URL (a "
+                                      "separate one keeps a broker outage from turning every request into a 503)")
+    rate_limit_fail_open: bool = Field(False, description="when the rate-limit store is unreachable, let requests "
+                                       "through unlimited (logged) instead of answering 503 rate_limit_unavailable")
     master_keys: SecretStr = Field(
         SecretStr(""), description="comma-separated kid:base64 AES-256 keys, first active"
     )

@@ -72,3 +72,25 @@ def test_limit_storage_down_is_a_clear_503(settings):
         r = client.get("/.well-known/jwks.json")
     assert r.status_code == 503 and r.json()["error"]["code"] == "rate_limit_unavailable"
     runtime.close()
+
+
+def test_fail_open_lets_requests_through_when_the_store_is_down(settings):
+    """HUB_RATE_LIMIT_FAIL_OPEN: availability over limits while the store is unreachable."""
+    settings = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0", "rate_limit_fail_open": True})
+    runtime = build_runtime(settings)
+    with TestClient(create_app(runtime=runtime)) as client:
+        assert all(client.get("/.well-known/jwks.json").status_code == 200 for _ in range(3))
+    runtime.close()
+
+
+@pytest.mark.redis
+def test_a_rate_limit_store_of_its_own_outlives_the_broker(settings, redis_url):
+    """HUB_RATE_LIMIT_REDIS_URL: the broker's Redis down, the limits still count (and limit)."""
+    settings = settings.model_copy(update={
+        "redis_url": "redis://127.0.0.1:1/0", "rate_limit_redis_url": redis_url, "public_rate_limit": 2,
+        "redis_prefix": f"{settings.redis_prefix}{uuid.uuid4().hex[:8]}:"})
+    runtime = build_runtime(settings)
+    with TestClient(create_app(runtime=runtime)) as client:
+        codes = [client.get("/.well-known/jwks.json").status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    runtime.close()

@@ -12,6 +12,12 @@ posts ``sent -> delivered -> read`` (or ``failed``) status webhooks, signed with
 Deliberately independent of ``connectors.whatsapp_cloud``: it signs and builds payloads
 on its own, so a bug in the connector cannot hide behind the same bug here.
 
+Templates (Meta, "Template fundamentals",
+https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/overview): a
+send gives exactly as many body parameters as the template has placeholders (else 132000);
+a template whose ``parameter_format`` is NAMED (``{{first_name}}``) takes each parameter with
+its ``parameter_name``, a POSITIONAL one (``{{1}}``) by position.
+
 WhatsApp usernames (Meta, "Business-scoped user IDs",
 https://developers.facebook.com/documentation/business-messaging/whatsapp/business-scoped-user-ids/):
 every inbound message names the user's BSUID (``contacts[].user_id``,
@@ -154,11 +160,16 @@ def _digits(value: str) -> str:
     return "".join(ch for ch in value if ch.isdigit())
 
 
-def _body_placeholder_count(template: dict[str, Any]) -> int:
+def _body_placeholders(template: dict[str, Any]) -> list[str]:
+    """The BODY's distinct placeholders in order of first appearance."""
     for component in template.get("components") or []:
         if str(component.get("type", "")).upper() == "BODY":
-            return len(set(_PLACEHOLDER.findall(str(component.get("text") or ""))))
-    return 0
+            return list(dict.fromkeys(_PLACEHOLDER.findall(str(component.get("text") or ""))))
+    return []
+
+
+def _body_placeholder_count(template: dict[str, Any]) -> int:
+    return len(_body_placeholders(template))
 
 
 # --- control-plane shapes (Python methods and /_sandbox/meta/ bodies) --------------
@@ -469,7 +480,9 @@ class MetaSandbox:
             item = json.loads(json.dumps(template))
             key = f"{item.get('name')}:{item.get('language')}".encode()
             item.setdefault("id", str(int(hashlib.sha256(key).hexdigest()[:13], 16)))
-            item.setdefault("parameter_format", "POSITIONAL")
+            # {{first_name}} placeholders make a NAMED template, {{1}} a POSITIONAL one
+            named = any(not n.isdigit() for n in _body_placeholders(item))
+            item.setdefault("parameter_format", "NAMED" if named else "POSITIONAL")
             out.append(item)
         return out
 
@@ -679,11 +692,19 @@ class MetaSandbox:
             return graph_error(400, 132016, _GRAPH_ERRORS[132016][1], details=_GRAPH_ERRORS[132016][2])
         if status != "APPROVED":
             return graph_error(404, 132001, _GRAPH_ERRORS[132001][1], details=missing)
-        given = 0
+        given, names = 0, []
         for component in template.get("components") or []:
             if isinstance(component, dict) and str(component.get("type", "")).lower() == "body":
-                given += len(component.get("parameters") or [])
+                parameters = component.get("parameters") or []
+                given += len(parameters)
+                names += [p.get("parameter_name") for p in parameters if isinstance(p, dict)]
         expected = _body_placeholder_count(match)
+        if str(match.get("parameter_format", "")).upper() == "NAMED" and given == expected \
+                and sorted(map(str, names)) != sorted(_body_placeholders(match)):
+            # a NAMED template's parameters each name their placeholder (parameter_name)
+            return graph_error(400, 132000, _GRAPH_ERRORS[132000][1],
+                               details=f"body: parameter names {names} do not match the template's "
+                               f"{_body_placeholders(match)}")
         if given != expected:
             return graph_error(
                 400,

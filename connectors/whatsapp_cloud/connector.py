@@ -193,12 +193,13 @@ class WhatsAppCloudConnector(MessagingConnector):
                 "language": {"code": message.template_language or self.settings.default_template_language},
             }
             if message.template_parameters:
-                template["components"] = [
-                    {
-                        "type": "body",
-                        "parameters": [{"type": "text", "text": str(p)} for p in message.template_parameters],
-                    }
-                ]
+                names = list(message.template_parameter_names)
+                if names and len(names) != len(message.template_parameters):
+                    raise PermanentProviderError("a NAMED template needs one name per parameter")
+                # a NAMED template's parameters carry their placeholder's name (parameter_name)
+                parameters = [{"type": "text", **({"parameter_name": names[i]} if names else {}), "text": str(p)}
+                              for i, p in enumerate(message.template_parameters)]
+                template["components"] = [{"type": "body", "parameters": parameters}]
             payload.update(type="template", template=template)
         elif message.media_urls:
             if len(message.media_urls) > 1:

@@ -36,6 +36,17 @@ def body_parameter_count(components: Sequence[Mapping[str, Any]]) -> int:
     return 0
 
 
+def body_parameter_names(components: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The BODY's named placeholders in order of first appearance (``{{first_name}}``),
+    for a template whose ``parameter_format`` is NAMED; empty for a POSITIONAL one
+    (``{{1}}``), which is sent by position alone."""
+    for component in components:
+        if str(component.get("type", "")).upper() == "BODY":
+            names = dict.fromkeys(_PLACEHOLDER.findall(str(component.get("text") or "")))
+            return tuple(names) if any(not name.isdigit() for name in names) else ()
+    return ()
+
+
 def parameter_counts(components: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     """Placeholders a send must fill per component: ``{"header", "body", "buttons"}``
     (a text header's ``{{1}}``, the body's distinct placeholders, URL buttons' suffixes)."""

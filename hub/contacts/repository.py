@@ -71,6 +71,13 @@ class ContactRepository:
                       conflict=["tenant_id", "phone"])
         return self.session.scalar(self._scoped().where(Contact.phone == phone))
 
+    def match_email(self, email: str, *, now: datetime) -> Contact:
+        """The contact with ``email``, created if none (insert-or-ignore, like match_phone)."""
+        insert_ignore(self.session, Contact, {"id": new_id(), "tenant_id": self.tenant_id, "email": email,
+                                              "created_at": now, "updated_at": now},
+                      conflict=["tenant_id", "email"])
+        return self.session.scalar(self._scoped().where(Contact.email == email))
+
     def by_whatsapp_user(self, user_id: str) -> Contact | None:
         return self.session.scalar(self._scoped().where(Contact.whatsapp_user_id == user_id))
 

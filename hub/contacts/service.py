@@ -61,6 +61,8 @@ SOURCE_KEYWORD = "inbound_keyword"
 # Twilio's 21610: the person answered STOP to the carrier (Twilio blocks the pair itself);
 # https://www.twilio.com/docs/api/errors/21610
 SOURCE_CARRIER = "carrier_stop"
+# RFC 8058 one-click unsubscribe of an e-mail (hub.contacts.unsubscribe)
+SOURCE_LIST_UNSUBSCRIBE = "list_unsubscribe"
 CARRIER_OPT_OUT_CODES = frozenset({"21610"})
 # a keyword rule answers a conversation at most once in this long
 KEYWORD_WINDOW = timedelta(hours=24)
@@ -427,6 +429,26 @@ def on_delivery_refused(*, session: Session, tenant_id: uuid.UUID, channel: str,
     changed = repo.set_consent(contact.id, channel, ConsentStatus.OPTED_OUT, source=SOURCE_CARRIER, now=now)
     if changed:
         log.info("recipient opted out at the carrier", tenant_id=str(tenant_id), channel=channel)
+    return changed
+
+
+def unsubscribe_from_email(*, session: Session, tenant_id: uuid.UUID, address: str) -> bool:
+    """The recipient of ``address`` pressed unsubscribe: opted out of the tenant's e-mail
+    (the contact created if need be, so later sends are suppressed). True when it changed;
+    nothing for a tenant that is gone."""
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None or tenant.status in ("erasing", "erased"):
+        return False
+    try:
+        email = normalize_email(address)
+    except InvalidAddress:
+        return False
+    now = utcnow()
+    repo = ContactRepository(session, tenant_id)
+    contact = repo.match_email(email, now=now)
+    changed = repo.set_consent(contact.id, "email", ConsentStatus.OPTED_OUT, source=SOURCE_LIST_UNSUBSCRIBE, now=now)
+    if changed:
+        log.info("recipient unsubscribed from e-mail", tenant_id=str(tenant_id))
     return changed
 
 

@@ -220,17 +220,22 @@ def platform_smtp(runtime: Runtime, *, timeout: float) -> SmtpConnector:
 
 
 def email_headers(session: Session, runtime: Runtime, tenant_id: uuid.UUID,
-                  from_address: str | None) -> tuple[str | None, dict[str, str]]:
-    """``(Reply-To, extra headers)`` of the tenant's e-mail: its reply-to and List-Unsubscribe
-    (its unsubscribe URL and/or mailbox; else the reply-to or sending mailbox)."""
+                  to_address: str) -> tuple[str | None, dict[str, str]]:
+    """``(Reply-To, extra headers)`` of the tenant's e-mail: its reply-to and List-Unsubscribe:
+    the hub's one-click link for this recipient first (RFC 8058, hub.contacts.unsubscribe),
+    then the tenant's own unsubscribe URL and mailbox when it set them (never a guessed
+    mailbox nobody reads)."""
+    from hub.contacts.unsubscribe import unsubscribe_url
+
     prefs = messaging_settings(session, tenant_id)
-    targets = []
-    mailbox = prefs.email_unsubscribe_mailto or prefs.email_reply_to or from_address
-    if mailbox:
-        targets.append(f"<mailto:{mailbox}?subject=unsubscribe>")
+    one_click = unsubscribe_url(runtime.settings.effective_public_url, runtime.unsubscribe_tokens, tenant_id,
+                                to_address)
+    targets = [f"<{one_click}>"]
     if prefs.email_unsubscribe_url:
         targets.append(f"<{prefs.email_unsubscribe_url}>")
-    return prefs.email_reply_to, ({"List-Unsubscribe": ", ".join(targets)} if targets else {})
+    if prefs.email_unsubscribe_mailto:
+        targets.append(f"<mailto:{prefs.email_unsubscribe_mailto}?subject=unsubscribe>")
+    return prefs.email_reply_to, {"List-Unsubscribe": ", ".join(targets)}
 
 
 # --- routing one message ----------------------------------------------------------------

@@ -165,7 +165,7 @@ def claim_messages(*, runtime: Runtime, message_ids: Sequence[uuid.UUID]) -> lis
                 claim.pace = (f"{message.tenant_id}:{message.channel}", rates[message.broadcast_id])
             if message.channel == "email":
                 claim.reply_to, claim.headers = channels.email_headers(session, runtime, message.tenant_id,
-                                                                       message.from_address)
+                                                                       message.to_address)
             try:
                 claim.connector = _connector(runtime, session, message, integrations)
                 if claim.connector.kind == WHATSAPP_CLOUD:

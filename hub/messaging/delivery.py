@@ -170,6 +170,7 @@ def _attempt(runtime: Runtime, connector: MessagingConnector, claimed: Claim) ->
         status_callback=runtime.settings.effective_public_url + STATUS_CALLBACK_PATH,
         template_name=template.name if template else None, template_language=template.language if template else None,
         template_parameters=template.parameters if template else (),
+        template_parameter_names=template.parameter_names if template else (),
         subject=claimed.subject, html=claimed.html, reply_to=claimed.reply_to, headers=claimed.headers,
         # one Message-ID per message and channel round: a resend of the same e-mail folds into one
         idempotency_key=f"{claimed.message_id}:{claimed.channel}",

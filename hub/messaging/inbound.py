@@ -36,6 +36,9 @@ PROVIDER_STATUSES: dict[str, MessageStatus] = {
     "sending": MessageStatus.SENDING,
     "sent": MessageStatus.SENT,
     "delivered": MessageStatus.DELIVERED,
+    # Twilio's: some of a multi-part message's segments reached the handset, not all
+    # (api.twilio.com OpenAPI, message_enum_status). It did arrive: delivered, with a note.
+    "partially_delivered": MessageStatus.DELIVERED,
     "undelivered": MessageStatus.UNDELIVERED,
     "failed": MessageStatus.FAILED,
     "canceled": MessageStatus.FAILED,
@@ -236,6 +239,9 @@ def apply_status(
         values["sent_at"] = func.coalesce(Message.sent_at, when)
     if new_status in (MessageStatus.DELIVERED, MessageStatus.READ):
         values["delivered_at"] = func.coalesce(Message.delivered_at, when)
+    if (status or "").lower() == "partially_delivered":
+        values["error_code"] = str(error_code)[:32] if error_code else None
+        values["error_message"] = error_message or "partially delivered: some segments did not reach the handset"
     if new_status in (MessageStatus.UNDELIVERED, MessageStatus.FAILED):
         values["error_code"] = str(error_code)[:32] if error_code else None
         values["error_message"] = error_message or f"the provider reported {status}" + (

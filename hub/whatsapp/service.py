@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import PermanentProviderError, ProviderError
 from connectors.whatsapp_cloud import WhatsAppCloudConfig, WhatsAppCloudConnector, WhatsAppCloudCredentials
-from connectors.whatsapp_cloud.templates import parameter_counts
+from connectors.whatsapp_cloud.templates import body_parameter_names, parameter_counts
 from hub.db import utcnow
 from hub.errors import Invalid, NotFound, ProviderRejected, Unavailable
 from hub.messaging.models import Direction, Message
@@ -94,6 +94,8 @@ class ResolvedTemplate:
     language: str
     parameters: tuple[str, ...]
     text: str
+    # the placeholders' names of a NAMED template, in the parameters' order (else empty)
+    parameter_names: tuple[str, ...] = ()
 
 
 # --- installation ---------------------------------------------------------------------
@@ -455,7 +457,8 @@ def resolve_template(session: Session, *, tenant_id: uuid.UUID, integration_id: 
         raise WhatsAppRefused(f"WhatsApp template {request.name!r} ({template.language}) takes {expected} body "
                               f"parameter(s), {len(request.parameters)} given", code=TEMPLATE_PARAMETERS)
     return ResolvedTemplate(name=template.name, language=template.language, parameters=request.parameters,
-                            text=_filled(template, request.parameters))
+                            text=_filled(template, request.parameters),
+                            parameter_names=body_parameter_names(template.components or []))
 
 
 def check_send(session: Session, *, tenant_id: uuid.UUID, integration_id: uuid.UUID, to: str,

@@ -205,6 +205,15 @@ class TestStatus:
         callback(runtime, tenant_id, "SM1", "failed", error_code="30005")
         assert status_of(runtime, message_id).error_code == "30003"
 
+    def test_partially_delivered_is_delivered_with_a_note(self, runtime):
+        """Twilio's ``partially_delivered`` (some segments of a long SMS arrived, not all)."""
+        tenant_id = create_tenant(runtime, "a")
+        message_id = outbound(runtime, tenant_id, provider_message_id="SM2")
+        callback(runtime, tenant_id, "SM2", "partially_delivered")
+        message = status_of(runtime, message_id)
+        assert message.status == "delivered" and message.delivered_at is not None
+        assert message.error_message == "partially delivered: some segments did not reach the handset"
+
     def test_provider_queued_or_sending_never_hands_a_message_back(self, runtime):
         tenant_id = create_tenant(runtime, "a")
         message_id = outbound(runtime, tenant_id, status=MessageStatus.SENDING, provider_message_id="SM1")

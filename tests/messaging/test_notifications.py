@@ -83,8 +83,10 @@ class TestTemplateToEachChannel:
         assert received["From"].addresses[0].addr_spec == PLATFORM_FROM
         assert received["Reply-To"] == "contato@acme.example.com"
         unsubscribe = received["List-Unsubscribe"]
-        assert "<mailto:contato@acme.example.com?subject=unsubscribe>" in unsubscribe
-        assert "<https://acme.example.com/sair>" in unsubscribe
+        # the hub's one-click link for this recipient first, then the tenant's own; no
+        # guessed mailbox (the reply-to is a person's inbox, not an unsubscribe desk)
+        assert unsubscribe.startswith(f"<{hub.url}/unsubscribe/") and CUSTOMER_EMAIL not in unsubscribe
+        assert "<https://acme.example.com/sair>" in unsubscribe and "mailto:" not in unsubscribe
         assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert received.get_content_type() == "multipart/alternative"
         text, html = parts(received)["text"], parts(received)["html"]
