@@ -6,12 +6,15 @@ import gc
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
 from hub.audit.cli import audit_app
-from hub.settings import Settings, SettingsError
+from hub.backups.cli import backup_app
+from hub.cli_support import _print, fail, load_settings, runtime_or_exit
+from hub.messaging.cli import test_app
+from hub.settings import Settings
 
 app = typer.Typer(help="Integrations Hub", no_args_is_help=True, pretty_exceptions_enable=False)
 tenants_app = typer.Typer(help="Manage tenants", no_args_is_help=True)
@@ -21,38 +24,8 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
-test_app = typer.Typer(help="Send a test message through a tenant's integration", no_args_is_help=True)
 app.add_typer(test_app, name="test")
-
-
-def fail(*lines: str, code: int = 2) -> NoReturn:
-    for line in lines:
-        typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(code)
-
-
-def load_settings(*, for_service: bool = True) -> Settings:
-    """Settings, or exit 2 with one clear line per problem (never a traceback)."""
-    try:
-        settings = Settings()
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        errors = getattr(exc, "errors", lambda: [])()
-        fail(*[f"HUB_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in errors] or [str(exc)])
-    if for_service and (problems := settings.production_problems()):
-        fail(*problems)
-    from hub.logs import configure_logging
-
-    configure_logging(settings.log_level)
-    return settings
-
-
-def runtime_or_exit(settings: Settings):
-    from hub.runtime import build_runtime
-
-    try:
-        return build_runtime(settings)
-    except SettingsError as exc:
-        fail(str(exc))
+app.add_typer(backup_app, name="backup")
 
 
 SHUTDOWN_GRACE_SECONDS = 10
@@ -139,118 +112,6 @@ def migrate(
 
 
 
-
-# --- backups --------------------------------------------------------------------------
-
-backup_app = typer.Typer(help="Backups: create, verify, restore, list, prune", no_args_is_help=True)
-app.add_typer(backup_app, name="backup")
-BackupDirOption = Annotated[Path | None, typer.Option("--dir", help="backup directory (HUB_BACKUP_DIR)")]
-KeepOption = Annotated[int | None, typer.Option("--keep", min=1, help="keep this many newest backups")]
-MaxAgeOption = Annotated[float | None, typer.Option("--max-age-days", min=0, help="remove backups older than this")]
-
-
-def _backup_context(directory: Path | None):
-    settings = load_settings(for_service=False)  # the database and the master keys, nothing else
-    try:
-        settings.master_key_ring  # noqa: B018 - read now: a missing key is one clear line, not a traceback
-    except (SettingsError, ValueError) as exc:
-        fail(str(exc))
-    return settings, directory or settings.effective_backup_dir
-
-
-def _backup_call(func, **kwargs):
-    from hub.errors import HubError
-
-    try:
-        return func(**kwargs)
-    except HubError as exc:
-        fail(exc.message)
-    except (OSError, RuntimeError, ValueError) as exc:
-        fail(f"{type(exc).__name__}: {exc}")
-
-
-def _prune(directory: Path, keep: int | None, max_age_days: float | None) -> None:
-    from hub.backups.service import prune_backups
-
-    for name in prune_backups(directory=directory, keep=keep, max_age_days=max_age_days):
-        typer.echo(f"removed {name}")
-
-
-@backup_app.command("create")
-def backup_create(directory: BackupDirOption = None, keep: KeepOption = None, max_age_days: MaxAgeOption = None,
-                  verify: Annotated[bool, typer.Option("--verify", help="then restore it into a scratch "
-                                                       "database and compare row counts")] = False) -> None:
-    """Dump the database (pg_dump custom format, or SQLite's online backup), sealed with the master key."""
-    from hub.backups.service import create_backup, verify_backup
-
-    settings, directory = _backup_context(directory)
-    url, keys = settings.effective_database_url, settings.master_key_ring
-    manifest = _backup_call(create_backup, url=url, master_keys=keys, directory=directory)
-    typer.echo(f"created {manifest.name}: revision {manifest.schema_revision}, {manifest.total_rows} rows in "
-               f"{len(manifest.row_counts)} tables, {manifest.size_bytes} bytes, sha256 {manifest.sha256}")
-    if verify:
-        _backup_call(verify_backup, url=url, master_keys=keys, directory=directory, name=manifest.name)
-        typer.echo(f"verified {manifest.name}")
-    if keep is not None or max_age_days is not None:
-        _prune(directory, keep, max_age_days)
-
-
-@backup_app.command("verify")
-def backup_verify(name: Annotated[str, typer.Argument(help="backup name, or latest")] = "latest",
-                  directory: BackupDirOption = None,
-                  scratch_url: Annotated[str | None, typer.Option(help="empty database to restore into; default a "
-                                                                  "new one beside HUB_DATABASE_URL")] = None) -> None:
-    """Check a backup: checksum and signature, every chunk opens, it restores, row counts match."""
-    from hub.backups.service import verify_backup
-
-    settings, directory = _backup_context(directory)
-    report = _backup_call(verify_backup, url=settings.effective_database_url, master_keys=settings.master_key_ring,
-                          directory=directory, name=name, scratch_url=scratch_url)
-    typer.echo(f"ok {report.manifest.name}: restored {sum(report.restored_counts.values())} rows in "
-               f"{len(report.restored_counts)} tables, as the manifest says")
-
-
-@backup_app.command("restore")
-def backup_restore(name: Annotated[str, typer.Argument(help="backup name, or latest")],
-                   directory: BackupDirOption = None,
-                   force: Annotated[bool, typer.Option("--force", help="replace the tables of a database that "
-                                                       "has some")] = False) -> None:
-    """Restore a backup into HUB_DATABASE_URL (one transaction), then migrate it to this release."""
-    from hub.backups.service import restore_backup
-
-    settings, directory = _backup_context(directory)
-    manifest = _backup_call(restore_backup, url=settings.effective_database_url,
-                            master_keys=settings.master_key_ring, directory=directory, name=name, replace=force)
-    typer.echo(f"restored {manifest.name} ({manifest.total_rows} rows, revision {manifest.schema_revision}) "
-               "and migrated to head")
-
-
-@backup_app.command("list")
-def backup_list(directory: BackupDirOption = None,
-                as_json: Annotated[bool, typer.Option("--json", help="the manifests as JSON")] = False) -> None:
-    """List the backups, newest first."""
-    from dataclasses import asdict
-
-    from hub.backups.service import list_backups
-
-    _, directory = _backup_context(directory)
-    backups = list_backups(directory=directory)
-    if as_json:
-        typer.echo(json.dumps([asdict(m) for m in backups], indent=2))
-        return
-    for m in backups:
-        typer.echo(f"{m.name}  {m.created_at}  {m.engine:<10}  rev {m.schema_revision or '-':<6}  "
-                   f"{m.total_rows:>10} rows  {m.size_bytes:>12} bytes")
-
-
-@backup_app.command("prune")
-def backup_prune(directory: BackupDirOption = None, keep: KeepOption = None, max_age_days: MaxAgeOption = None
-                 ) -> None:
-    """Remove old backups: beyond --keep newest, or older than --max-age-days (the newest always stays)."""
-    if keep is None and max_age_days is None:
-        fail("give --keep and/or --max-age-days")
-    _, directory = _backup_context(directory)
-    _prune(directory, keep, max_age_days)
 
 # --- the other processes: sandbox, worker, beat ------------------------------------------
 
@@ -372,10 +233,6 @@ def beat() -> None:
 
 
 # --- tenants ------------------------------------------------------------------------
-
-
-def _print(obj: object) -> None:
-    typer.echo(json.dumps(obj, indent=2, default=str, ensure_ascii=False))  # Clínica, not Cl\u00ednica
 
 
 @tenants_app.command("create")
@@ -549,102 +406,6 @@ def admin_create_client(
     else:
         typer.echo(f"client_id:     {client.client_id}\nclient_secret: {secret}\nscopes:        "
                    f"{' '.join(client.scopes)}\n(the secret is shown only now)")
-
-
-# --- test messages --------------------------------------------------------------------
-
-_TEST_BODY = "Teste do Integrations Hub: se você recebeu, o envio funciona."
-ToArgument = Annotated[str, typer.Argument(help="the recipient's phone number, e.g. +5511987654321")]
-TenantOption = Annotated[str, typer.Option(help="tenant id or slug")]
-BodyOption = Annotated[str, typer.Option(help="the text to send")]
-WaitOption = Annotated[float, typer.Option(help="seconds to wait for a final status")]
-
-
-def _test_message(channel: str, tenant: str, to: str, body: str, wait: float, subject: str | None = None) -> None:
-    """Queue one message through the tenant's integration and wait for its outcome.
-
-    The command delivers nothing itself: the running hub does, with its own providers
-    (the sandbox of `make run`, or production's), as it delivers every other message —
-    its relay picks the message up from the database (embedded), or its workers from
-    Redis. So a test message never goes through another sandbox than the hub's, and
-    the command never touches any other message. Exit 0 when the provider took it."""
-    import time
-
-    from pydantic import ValidationError
-
-    from hub.db import transaction
-    from hub.errors import HubError
-    from hub.messaging import service as messaging
-    from hub.messaging.models import Message, MessageStatus
-    from hub.messaging.schemas import MessageCreate
-    from tenants import service as tenants
-
-    try:
-        message_in = MessageCreate(channel=channel, to=to, body=body, subject=subject)
-    except ValidationError as exc:
-        fail(*[f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors()])
-    runtime = runtime_or_exit(load_settings())
-    # embedded, this process's broker is in memory and no worker reads it
-    runtime.hands_off_to_relay = runtime.settings.use_embedded_worker
-    try:
-        try:
-            with transaction(runtime.session_factory) as session:
-                tenant_id = tenants.find_tenant(session=session, ref=tenant).id
-                message_id = messaging.send_message(session=session, runtime=runtime, tenant_id=tenant_id,
-                                                    message_in=message_in).message.id
-        except HubError as exc:
-            fail(exc.message)
-        final = {MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.UNDELIVERED, MessageStatus.FAILED,
-                 MessageStatus.DEAD, MessageStatus.SUPPRESSED}
-        deadline = time.monotonic() + wait
-        sent_deadline = None
-        while True:
-            with runtime.session_factory() as session:
-                message = session.get(Message, message_id)
-                attempts = messaging.message_attempts(session=session, tenant_id=tenant_id, message_id=message_id)
-            now = time.monotonic()
-            if message.status == MessageStatus.SENT and sent_deadline is None:
-                sent_deadline = now + 3  # a little longer for the delivery callback
-            if message.status in final or now > deadline or (sent_deadline and now > sent_deadline):
-                break
-            time.sleep(0.1)
-    finally:
-        runtime.close()
-    _print({"id": str(message.id), "status": message.status, "channel": message.channel, "to": message.to_address,
-            "from": message.from_address, "provider_message_id": message.provider_message_id,
-            "error_code": message.error_code, "error_message": message.error_message,
-            "attempts": [{"number": a.number, "outcome": a.outcome, "error_code": a.error_code} for a in attempts]})
-    if message.status in (MessageStatus.QUEUED, MessageStatus.SCHEDULED) and not attempts:
-        typer.echo("error: no running hub picked the message up: start `make run` (or, with HUB_REDIS_URL, "
-                   "`hub relay` and `hub worker`); it stays queued and goes out once one runs", err=True)
-    if message.status not in (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ):
-        raise typer.Exit(1)
-
-
-@test_app.command("sms")
-def test_sms(to: ToArgument, tenant: TenantOption, body: BodyOption = _TEST_BODY, wait: WaitOption = 15.0) -> None:
-    """Send a test SMS through the tenant's Twilio integration and print its final status."""
-    _test_message("sms", tenant, to, body, wait)
-
-
-@test_app.command("whatsapp")
-def test_whatsapp(to: ToArgument, tenant: TenantOption, body: BodyOption = _TEST_BODY,
-                  wait: WaitOption = 15.0) -> None:
-    """Send a test WhatsApp message through the tenant's integration and print its final status."""
-    _test_message("whatsapp", tenant, to, body, wait)
-
-
-@test_app.command("email")
-def test_email(
-    to: Annotated[str, typer.Argument(help="the recipient's e-mail address")],
-    tenant: TenantOption,
-    subject: Annotated[str, typer.Option(help="the subject line")] = "Teste do Integrations Hub",
-    body: BodyOption = _TEST_BODY,
-    wait: WaitOption = 15.0,
-) -> None:
-    """Send a test e-mail through the tenant's e-mail path (its smtp integration, else the
-    platform relay; the sandbox's SMTP sink in `make run`) and print its final status."""
-    _test_message("email", tenant, to, body, wait, subject=subject)
 
 
 # --- docs and checks ------------------------------------------------------------------

@@ -11,7 +11,7 @@ from fastapi import status as http
 
 from hub.audit import service as audit
 from hub.auth.deps import client_ip, request_id, tenant_with
-from hub.contacts import service
+from hub.contacts import lgpd, service
 from hub.contacts.models import BusinessHours, Contact
 from hub.contacts.schemas import (
     AutoReplyCreate,
@@ -104,7 +104,7 @@ def export_contact(contact_id: uuid.UUID, request: Request, session: DbSession,
     """Everything the hub holds about the person (LGPD): the contact, consents, their
     conversations and messages (by phone on SMS/WhatsApp, by e-mail on e-mail) and the
     appointments booked for them."""
-    data = service.export_contact(session=session, tenant_id=principal.tenant_id, contact_id=contact_id)
+    data = lgpd.export_contact(session=session, tenant_id=principal.tenant_id, contact_id=contact_id)
     _audit(session, request, principal, "contact.exported", str(contact_id))
     return ContactExport(
         exported_at=utcnow(), contact=_detail(session, principal.tenant_id, data.contact),
@@ -122,7 +122,7 @@ def erase_contact(contact_id: uuid.UUID, request: Request, session: DbSession,
     pseudonym), the bodies and media of their messages, and their appointments' contact
     fields. The rows stay, so counts by channel, status and day still add up; the contact
     is not found afterwards."""
-    service.erase_contact(session=session, tenant_id=principal.tenant_id, contact_id=contact_id)
+    lgpd.erase_contact(session=session, tenant_id=principal.tenant_id, contact_id=contact_id)
     _audit(session, request, principal, "contact.erased", str(contact_id))
     return Response(status_code=http.HTTP_204_NO_CONTENT)
 

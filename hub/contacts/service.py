@@ -1,18 +1,17 @@
-"""Contacts: CRUD, the LGPD export and erasure, and what happens when a contact writes
+"""Contacts: CRUD, business hours, auto-reply rules, and what happens when a contact writes
 in — matched or created by phone, opt-out/opt-in keywords, auto-replies.
 
 The inbound hook is ``on_inbound_message``, called by the webhook handlers right after
 ``record_inbound_message``. Everything it does is idempotent (a repeated event changes
 nothing and sends nothing twice): consent changes are conditional updates, and each
-auto-reply claims a unique row per (conversation, rule, window) first.
+auto-reply claims a unique row per (conversation, rule, window) first. The LGPD export
+and erasure live in ``lgpd.py``; consent a provider or a recipient reports outside a
+message (a carrier STOP, one-click unsubscribe) in ``consent.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-import secrets
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
-from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,12 +39,10 @@ from hub.db import utcnow
 from hub.errors import Conflict, HubError, Invalid, NotFound
 from hub.messaging.addresses import InvalidAddress, check_recipient_phone, normalize_email, normalize_phone
 from hub.messaging.channels import region_of
-from hub.messaging.inbound import contact_address
-from hub.messaging.models import CLAIMABLE, Conversation, Direction, Message, MessageStatus, OutboxEntry
+from hub.messaging.models import Direction, Message
 from hub.messaging.schemas import ConversationReply
 from hub.messaging.service import reply_to_conversation
 from hub.pagination import Page
-from hub.webhooks.models import WebhookEvent
 from tenants.models import Tenant
 
 if TYPE_CHECKING:
@@ -58,12 +54,6 @@ OPT_OUT_KEYWORDS = frozenset({"stop", "sair", "parar", "cancelar", "descadastrar
 OPT_IN_KEYWORDS = frozenset({"start", "voltar"})
 SOURCE_API = "api"
 SOURCE_KEYWORD = "inbound_keyword"
-# Twilio's 21610: the person answered STOP to the carrier (Twilio blocks the pair itself);
-# https://www.twilio.com/docs/api/errors/21610
-SOURCE_CARRIER = "carrier_stop"
-# RFC 8058 one-click unsubscribe of an e-mail (hub.contacts.unsubscribe)
-SOURCE_LIST_UNSUBSCRIBE = "list_unsubscribe"
-CARRIER_OPT_OUT_CODES = frozenset({"21610"})
 # a keyword rule answers a conversation at most once in this long
 KEYWORD_WINDOW = timedelta(hours=24)
 AFTER_HOURS = "after_hours"
@@ -228,117 +218,6 @@ def update_contact(*, session: Session, tenant_id: uuid.UUID, contact_id: uuid.U
     return contact
 
 
-# --- LGPD ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ContactData:
-    """Everything the hub holds about one person."""
-
-    contact: Contact
-    consents: list[ContactConsent]
-    conversations: list[Conversation]
-    messages: list[Message]
-    appointments: list[Appointment]
-
-
-def _appointments_of(session: Session, tenant_id: uuid.UUID, contact: Contact) -> list[Appointment]:
-    matches = [c == v for c, v in ((Appointment.contact_phone, contact.phone),
-                                    (Appointment.contact_email, contact.email)) if v]
-    if not matches:
-        return []
-    return list(session.scalars(select(Appointment).where(Appointment.tenant_id == tenant_id, or_(*matches))
-                                .order_by(Appointment.start_at)))
-
-
-def export_contact(*, session: Session, tenant_id: uuid.UUID, contact_id: uuid.UUID) -> ContactData:
-    """The contact, their consents, conversations, messages and appointments (LGPD access)."""
-    repo = ContactRepository(session, tenant_id)
-    contact = get_contact(session=session, tenant_id=tenant_id, contact_id=contact_id)
-    conversations = repo.conversations_of(contact)
-    return ContactData(contact=contact, consents=repo.consents(contact.id), conversations=conversations,
-                       messages=repo.messages_of(contact, [c.id for c in conversations]),
-                       appointments=_appointments_of(session, tenant_id, contact))
-
-
-def pseudonym() -> str:
-    """A stand-in address no one can map back to the person: an HMAC under a random key
-    that is never stored, so not even the hub can recompute it from the phone."""
-    return "erased:" + hmac.new(secrets.token_bytes(32), secrets.token_bytes(16), hashlib.sha256).hexdigest()[:16]
-
-
-def _erase_webhook_events(session: Session, tenant_id: uuid.UUID, contact: Contact, now: datetime) -> int:
-    """Strip the raw provider events sent by or about the contact's phone or WhatsApp BSUID."""
-    matches = []
-    if contact.phone:
-        tail = contact.phone[-8:]  # every spelling (a wa_id without the 9th digit too) ends so
-        matches += [WebhookEvent.payload[key].as_string().like(f"%{tail}") for key in ("from", "recipient_id")]
-    if contact.whatsapp_user_id:
-        matches += [WebhookEvent.payload[key].as_string() == contact.whatsapp_user_id
-                    for key in ("from_user_id", "recipient_user_id")]
-    if not matches:
-        return 0
-    candidates = session.scalars(select(WebhookEvent).where(WebhookEvent.tenant_id == tenant_id, or_(*matches)))
-    erased = 0
-    for event in candidates:
-        raw = event.payload.get("from") or event.payload.get("recipient_id") or ""
-        channel = event.payload.get("channel") or "whatsapp"
-        by_phone = bool(raw) and contact.phone is not None and contact_address(channel, str(raw)) == contact.phone
-        by_user = contact.whatsapp_user_id is not None and contact.whatsapp_user_id in (
-            event.payload.get("from_user_id"), event.payload.get("recipient_user_id"))
-        if not (by_phone or by_user):
-            continue
-        kept = {k: event.payload[k] for k in ("channel", "message_sid", "message_id", "status")
-                if k in event.payload}
-        event.payload = {**kept, "erased_at": now.isoformat()}
-        # an event not handled yet must not bring the person's message back
-        event.handled_at = event.handled_at or now
-        erased += 1
-    return erased
-
-
-def erase_contact(*, session: Session, tenant_id: uuid.UUID, contact_id: uuid.UUID) -> str:
-    """LGPD erasure in the caller's transaction: the contact's personal data goes from the
-    contact, its conversations, messages, appointments and raw webhook events; the rows
-    stay (counts by channel, status and day still add up). Returns the pseudonym used."""
-    repo = ContactRepository(session, tenant_id)
-    contact = get_contact(session=session, tenant_id=tenant_id, contact_id=contact_id)
-    now = utcnow()
-    alias = pseudonym()
-    addresses = {a for a in (contact.phone, contact.email, contact.whatsapp_user_id) if a}
-    conversations = repo.conversations_of(contact)
-    messages = repo.messages_of(contact, [c.id for c in conversations])
-    unsent = [m.id for m in messages if m.direction == Direction.OUTBOUND and m.status in CLAIMABLE]
-    if unsent:
-        # nothing is sent to a person who asked to be forgotten (a message a worker holds
-        # right now may still go, with the body it already read)
-        session.execute(delete(OutboxEntry).where(OutboxEntry.message_id.in_(unsent)))
-    for message in messages:
-        if message.id in unsent:
-            message.status = MessageStatus.FAILED
-            message.error_code = "contact_erased"
-            message.next_attempt_at = None
-        message.body = ""
-        message.media = []
-        # a provider's error may quote the number
-        message.error_message = "the contact was erased before delivery" if message.id in unsent else None
-        if message.to_address in addresses:
-            message.to_address = alias
-        if message.from_address in addresses:
-            message.from_address = alias
-    for conversation in conversations:
-        conversation.contact_address = alias
-    for appointment in _appointments_of(session, tenant_id, contact):
-        appointment.contact_name = appointment.contact_phone = appointment.contact_email = None
-    _erase_webhook_events(session, tenant_id, contact, now)
-    repo.delete_consents(contact.id)
-    contact.name = contact.phone = contact.email = contact.whatsapp_user_id = contact.locale = None
-    contact.erased_at = now
-    contact.updated_at = now
-    session.flush()
-    return alias
-
-
 # --- inbound: matching, consent keywords, auto-replies --------------------------------------
 
 
@@ -409,47 +288,6 @@ def _match_contact(repo: ContactRepository, message: Message, now: datetime,
             repo.link_whatsapp_user(contact, whatsapp_user_id, now=now)
         return contact
     return repo.by_address(message.channel, address)
-
-
-def on_delivery_refused(*, session: Session, tenant_id: uuid.UUID, channel: str, to: str,
-                        error_code: str | None) -> bool:
-    """A provider refused a message because its recipient opted out at the carrier
-    (Twilio 21610, at send time or in a status callback): the contact is opted out of
-    that channel, as by a STOP keyword, so later sends are suppressed (or fall back)
-    instead of refused again. True when the consent changed."""
-    if error_code not in CARRIER_OPT_OUT_CODES or channel not in PHONE_CHANNELS:
-        return False
-    try:
-        phone = normalize_phone(to)
-    except InvalidAddress:
-        return False
-    now = utcnow()
-    repo = ContactRepository(session, tenant_id)
-    contact = repo.match_phone(phone, now=now)
-    changed = repo.set_consent(contact.id, channel, ConsentStatus.OPTED_OUT, source=SOURCE_CARRIER, now=now)
-    if changed:
-        log.info("recipient opted out at the carrier", tenant_id=str(tenant_id), channel=channel)
-    return changed
-
-
-def unsubscribe_from_email(*, session: Session, tenant_id: uuid.UUID, address: str) -> bool:
-    """The recipient of ``address`` pressed unsubscribe: opted out of the tenant's e-mail
-    (the contact created if need be, so later sends are suppressed). True when it changed;
-    nothing for a tenant that is gone."""
-    tenant = session.get(Tenant, tenant_id)
-    if tenant is None or tenant.status in ("erasing", "erased"):
-        return False
-    try:
-        email = normalize_email(address)
-    except InvalidAddress:
-        return False
-    now = utcnow()
-    repo = ContactRepository(session, tenant_id)
-    contact = repo.match_email(email, now=now)
-    changed = repo.set_consent(contact.id, "email", ConsentStatus.OPTED_OUT, source=SOURCE_LIST_UNSUBSCRIBE, now=now)
-    if changed:
-        log.info("recipient unsubscribed from e-mail", tenant_id=str(tenant_id))
-    return changed
 
 
 def whatsapp_sender_address(session: Session, tenant_id: uuid.UUID, phone: str | None, user_id: str | None) -> str:

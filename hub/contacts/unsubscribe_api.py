@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from hub.contacts.service import unsubscribe_from_email
+from hub.contacts.consent import unsubscribe_from_email
 from hub.contacts.unsubscribe import ONE_CLICK, UnsubscribeTokens
 from hub.db import transaction
 

@@ -282,7 +282,7 @@ def _record(runtime: Runtime, called: list[Called]) -> dict[uuid.UUID, str | Non
             now_stands[mid] = _as_written(ours[mid], status=values["status"], error_code=values.get("error_code"))
             if values.get("error_code"):
                 # the contacts feature keeps consent: a carrier opt-out (21610) becomes one
-                from hub.contacts.service import on_delivery_refused
+                from hub.contacts.consent import on_delivery_refused
 
                 on_delivery_refused(session=session, tenant_id=c.claim.tenant_id, channel=c.claim.channel,
                                     to=c.claim.to, error_code=values.get("error_code"))

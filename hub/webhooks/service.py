@@ -35,7 +35,8 @@ from connectors.base import (
     WebhookRequest,
 )
 from connectors.registry import UnknownConnector
-from hub.contacts.service import on_delivery_refused, on_inbound_message, whatsapp_sender_address
+from hub.contacts.consent import on_delivery_refused
+from hub.contacts.service import on_inbound_message, whatsapp_sender_address
 from hub.db import is_postgres, new_id, utcnow
 from hub.errors import BadRequest, Forbidden, NotFound
 from hub.heartbeat import KeepAlive
